@@ -1,0 +1,47 @@
+# SkinSense. Two commands for a newcomer: `make run` and `make test` (see README).
+SHELL := /bin/bash
+PORT ?= 8000
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+RUN_STAMP := $(VENV)/.run-installed
+DEV_STAMP := $(VENV)/.dev-installed
+
+.PHONY: run test lint check install install-dev bench
+
+$(PY):
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+
+# pip takes torch==2.14.1 / torchvision==0.29.1 from this machine's disk (see README).
+$(RUN_STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt $(RUN_STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+install: $(RUN_STAMP)
+install-dev: $(DEV_STAMP)
+
+# The embedded default: SQLite, eager Celery, local private media, a DEMO model.
+run: $(RUN_STAMP)
+	mkdir -p var
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo
+	$(PY) manage.py ensure_demo_model
+	@echo ""
+	@echo "  SkinSense is starting on http://127.0.0.1:$(PORT)/"
+	@echo "  Log in as demo (clinician), derm (dermatologist) or outsider (another clinic),"
+	@echo "  password: $${DEMO_PASSWORD:-skinsense-demo}. API docs: http://127.0.0.1:$(PORT)/api/docs/"
+	@echo ""
+	$(PY) manage.py runserver 127.0.0.1:$(PORT) --noreload
+
+# The whole suite: lint, migration and deploy checks, then pytest against real PostgreSQL,
+# Redis and Celery worker processes when they answer (they must, in CI).
+test: $(DEV_STAMP)
+	bash scripts/test.sh
+
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .

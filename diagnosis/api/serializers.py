@@ -1,0 +1,151 @@
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from diagnosis import selectors
+from diagnosis.models import (
+    ANATOMIC_SITE_CHOICES,
+    IMAGE_TYPE_CHOICES,
+    Case,
+    Clinic,
+    Lesion,
+    Patient,
+)
+from ml.serializers import PredictionSerializer
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class ScopedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
+    """A related-object field that accepts only objects of the caller's clinics: a foreign id
+    is "does not exist" (400), never a silent link."""
+
+    def __init__(self, *, selector, model, **kwargs):
+        self.selector = selector
+        self.model = model
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        request = self.context.get("request")
+        if request is None:
+            return self.model.objects.none()
+        return self.selector(request.user)
+
+
+class ClinicSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Clinic
+        fields = ["id", "name"]
+
+
+class PatientSerializer(serializers.ModelSerializer):
+    clinic = ScopedPrimaryKeyField(
+        selector=selectors.clinics_for_user,
+        model=Clinic,
+        required=False,
+        help_text="Required only when you are a member of several clinics.",
+    )
+
+    class Meta:
+        model = Patient
+        fields = [
+            "id",
+            "clinic",
+            "identifier",
+            "sex",
+            "year_of_birth",
+            "fitzpatrick_type",
+            "created_at",
+        ]
+        read_only_fields = ["id", "created_at"]
+        # Uniqueness per clinic is checked by the service (the clinic may be implied).
+        validators = []
+
+    def validate(self, attrs):
+        if self.instance is None and "clinic" not in attrs:
+            clinics = list(selectors.clinics_for_user(self.context["request"].user)[:2])
+            if len(clinics) != 1:
+                raise serializers.ValidationError(
+                    {"clinic": "You are a member of several clinics: say which one."}
+                    if clinics
+                    else {"clinic": "You are not a member of any clinic."}
+                )
+            attrs["clinic"] = clinics[0]
+        if (
+            self.instance is not None
+            and "clinic" in attrs
+            and attrs["clinic"] != self.instance.clinic
+        ):
+            raise serializers.ValidationError(
+                {"clinic": "A patient cannot move to another clinic."}
+            )
+        return attrs
+
+
+class LesionSerializer(serializers.ModelSerializer):
+    patient = ScopedPrimaryKeyField(selector=selectors.patients_for_user, model=Patient)
+    anatomic_site = serializers.ChoiceField(
+        choices=ANATOMIC_SITE_CHOICES, required=False, allow_blank=True
+    )
+
+    class Meta:
+        model = Lesion
+        fields = ["id", "patient", "clinic", "anatomic_site", "label", "created_at"]
+        read_only_fields = ["id", "clinic", "created_at"]
+        validators = []
+
+
+class CaseSerializer(serializers.ModelSerializer):
+    patient = serializers.IntegerField(source="lesion.patient_id", read_only=True)
+    submitted_by = serializers.CharField(
+        source="submitted_by.username", read_only=True, default=None
+    )
+    image_url = serializers.SerializerMethodField()
+    prediction = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Case
+        fields = [
+            "id",
+            "clinic",
+            "patient",
+            "lesion",
+            "status",
+            "error",
+            "image_type",
+            "notes",
+            "captured_at",
+            "width",
+            "height",
+            "image_sha256",
+            "image_url",
+            "submitted_by",
+            "created_at",
+            "updated_at",
+            "prediction",
+        ]
+        read_only_fields = fields
+
+    def get_image_url(self, case) -> str:
+        url = reverse("api:case-image", args=[case.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url
+
+    @extend_schema_field(PredictionSerializer(allow_null=True))
+    def get_prediction(self, case):
+        prediction = selectors.latest_prediction(case)
+        if prediction is None:
+            return None
+        return PredictionSerializer(prediction, context=self.context).data
+
+
+class CaseCreateSerializer(serializers.Serializer):
+    lesion = ScopedPrimaryKeyField(selector=selectors.lesions_for_user, model=Lesion)
+    image = serializers.FileField(
+        help_text="JPEG or PNG, at most 20 MB; checked by content, metadata stripped."
+    )
+    image_type = serializers.ChoiceField(
+        choices=IMAGE_TYPE_CHOICES, required=False, default="dermoscopic"
+    )
+    notes = serializers.CharField(required=False, allow_blank=True, default="")
+    captured_at = serializers.DateTimeField(required=False)

@@ -1,0 +1,168 @@
+"""REST API for clinic systems. Every queryset comes from a scoped selector: foreign ids are 404."""
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+
+from diagnosis import selectors, services
+from diagnosis.api.serializers import (
+    CaseCreateSerializer,
+    CaseSerializer,
+    LesionSerializer,
+    PatientSerializer,
+)
+from diagnosis.models import Case, CaseStatus
+from diagnosis.views import serve_private_image
+
+
+def _as_drf_error(exc: DjangoValidationError) -> ValidationError:
+    if hasattr(exc, "error_dict"):
+        return ValidationError(exc.message_dict)
+    return ValidationError({"image": exc.messages})
+
+
+class PatientViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = PatientSerializer
+    search_fields = ["identifier"]
+    ordering_fields = ["identifier", "created_at", "year_of_birth"]
+    filterset_fields = ["clinic", "sex", "fitzpatrick_type"]
+
+    def get_queryset(self):
+        return selectors.patients_for_user(self.request.user).order_by("identifier")
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        try:
+            serializer.instance = services.patient_create(user=self.request.user, **data)
+        except DjangoValidationError as exc:
+            raise _as_drf_error(exc)
+        except DjangoPermissionDenied as exc:
+            raise PermissionDenied(str(exc))
+
+    def perform_update(self, serializer):
+        identifier = serializer.validated_data.get("identifier")
+        instance = serializer.instance
+        if identifier and identifier != instance.identifier:
+            clash = selectors.patients_for_user(self.request.user).filter(
+                clinic=instance.clinic, identifier=identifier
+            )
+            if clash.exists():
+                raise ValidationError(
+                    {"identifier": "This clinic already has a patient with this identifier."}
+                )
+        serializer.save()
+
+
+class LesionViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = LesionSerializer
+    search_fields = ["label", "patient__identifier"]
+    ordering_fields = ["created_at", "label"]
+    filterset_fields = ["patient", "anatomic_site"]
+
+    def get_queryset(self):
+        return selectors.lesions_for_user(self.request.user).order_by("patient", "label")
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        try:
+            serializer.instance = services.lesion_create(
+                user=self.request.user,
+                patient=data["patient"],
+                label=data["label"],
+                anatomic_site=data.get("anatomic_site", ""),
+            )
+        except DjangoValidationError as exc:
+            raise _as_drf_error(exc)
+
+
+class CaseFilter(filters.FilterSet):
+    patient = filters.NumberFilter(field_name="lesion__patient")
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    status = filters.ChoiceFilter(choices=CaseStatus.choices)
+
+    class Meta:
+        model = Case
+        fields = ["lesion", "patient", "status", "created_after", "created_before"]
+
+
+class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = CaseSerializer
+    filterset_class = CaseFilter
+    ordering_fields = ["created_at", "captured_at"]
+    ordering = ["-created_at"]
+
+    def get_queryset(self):
+        return selectors.cases_for_user(self.request.user).order_by("-created_at")
+
+    def get_parsers(self):
+        if getattr(self, "action", None) == "create":
+            return [MultiPartParser(), FormParser()]
+        return super().get_parsers()
+
+    @extend_schema(
+        request={"multipart/form-data": CaseCreateSerializer},
+        responses={
+            202: OpenApiResponse(CaseSerializer, description="Accepted: the case is queued."),
+            200: OpenApiResponse(
+                CaseSerializer, description="This image was already submitted for this lesion."
+            ),
+            400: OpenApiResponse(description="Invalid input or refused image, with a message."),
+        },
+    )
+    def create(self, request, *args, **kwargs):
+        serializer = CaseCreateSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            submission = services.case_submit(
+                user=request.user,
+                lesion=data["lesion"],
+                upload=data["image"],
+                image_type=data.get("image_type", ""),
+                notes=data.get("notes", ""),
+                captured_at=data.get("captured_at"),
+            )
+        except DjangoValidationError as exc:
+            raise _as_drf_error(exc)
+        case = selectors.cases_for_user(request.user).get(pk=submission.case.pk)
+        body = CaseSerializer(case, context=self.get_serializer_context()).data
+        return Response(
+            body, status=status.HTTP_202_ACCEPTED if submission.created else status.HTTP_200_OK
+        )
+
+    @extend_schema(responses={(200, "image/jpeg"): OpenApiResponse(description="The stored image")})
+    @action(detail=True, methods=["get"])
+    def image(self, request, pk=None):
+        case = self.get_object()
+        extension = "png" if case.image.name.endswith(".png") else "jpg"
+        return serve_private_image(case.image, filename=f"case-{case.pk}.{extension}")
+
+    @extend_schema(
+        responses={(200, "image/png"): OpenApiResponse(description="The prediction's heatmap")}
+    )
+    @action(detail=True, methods=["get"])
+    def heatmap(self, request, pk=None):
+        case = self.get_object()
+        prediction = selectors.latest_prediction(case)
+        if prediction is None or not prediction.heatmap:
+            raise Http404("This case has no heatmap.")
+        return serve_private_image(prediction.heatmap, filename=f"case-{case.pk}-heatmap.png")

@@ -1,0 +1,208 @@
+"""Clinical records: clinics and their members, patients, lesions, cases (one image per visit).
+
+Every clinical row carries its clinic, set by the services from its parent, so that scoping a
+query to the user's clinics is one join-free filter (see ``ScopedQuerySet.for_user``).
+"""
+
+import uuid
+from datetime import date
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from isic_metadata.anatom_site_hierarchical import AnatomSiteEnum
+from isic_metadata.fields import FitzpatrickSkinType, ImageTypeEnum
+
+ANATOMIC_SITE_CHOICES = [(site.value, site.value) for site in AnatomSiteEnum]
+IMAGE_TYPE_CHOICES = [(t.value, t.value) for t in ImageTypeEnum]
+FITZPATRICK_CHOICES = [(t.value, t.value) for t in FitzpatrickSkinType]
+
+
+class Clinic(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    CLINICIAN = "clinician", "Clinician"
+    DERMATOLOGIST = "dermatologist", "Dermatologist"
+    CLINIC_ADMIN = "clinic_admin", "Clinic admin"
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.CLINICIAN)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "clinic"], name="one_membership_per_clinic"),
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="membership_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.clinic} ({self.get_role_display()})"
+
+    @property
+    def can_review(self) -> bool:
+        return self.role in (Role.DERMATOLOGIST, Role.CLINIC_ADMIN)
+
+
+class ScopedQuerySet(models.QuerySet):
+    """The one place clinic scoping lives: rows of the clinics the user is a member of."""
+
+    def for_user(self, user):
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(clinic__memberships__user=user)
+
+
+class Sex(models.TextChoices):
+    MALE = "male", "Male"
+    FEMALE = "female", "Female"
+    UNKNOWN = "unknown", "Unknown"
+
+
+def _current_year() -> int:
+    return date.today().year
+
+
+class Patient(models.Model):
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="patients")
+    identifier = models.CharField(
+        max_length=64, help_text="The clinic's own record number. No names needed."
+    )
+    sex = models.CharField(max_length=10, choices=Sex.choices, default=Sex.UNKNOWN)
+    year_of_birth = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1900)]
+    )
+    fitzpatrick_type = models.CharField(max_length=3, choices=FITZPATRICK_CHOICES, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["identifier"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["clinic", "identifier"], name="patient_identifier_unique_per_clinic"
+            ),
+            models.CheckConstraint(condition=Q(sex__in=Sex.values), name="patient_sex_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.identifier
+
+    def get_absolute_url(self) -> str:
+        return reverse("diagnosis:patient-detail", args=[self.pk])
+
+    def clean(self) -> None:
+        if self.year_of_birth and self.year_of_birth > _current_year():
+            raise ValidationError({"year_of_birth": "Year of birth cannot be in the future."})
+
+
+class Lesion(models.Model):
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="lesions")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="lesions")
+    anatomic_site = models.CharField(max_length=128, choices=ANATOMIC_SITE_CHOICES, blank=True)
+    label = models.CharField(
+        max_length=100, help_text='How the clinic tells lesions apart, e.g. "left shoulder, upper".'
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["patient", "label"]
+        constraints = [
+            models.UniqueConstraint(fields=["patient", "label"], name="lesion_label_unique"),
+        ]
+
+    def __str__(self) -> str:
+        site = f" ({self.anatomic_site})" if self.anatomic_site else ""
+        return f"{self.label}{site}"
+
+
+class CaseStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    PROCESSING = "processing", "Processing"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+def case_image_path(instance: "Case", filename: str) -> str:
+    # Never the user's file name: no path traversal, nothing identifying on disk.
+    ext = "png" if filename.lower().endswith(".png") else "jpg"
+    return f"cases/{instance.clinic_id}/{uuid.uuid4().hex}.{ext}"
+
+
+class Case(models.Model):
+    """One examination: one image of one lesion at one visit."""
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="cases")
+    lesion = models.ForeignKey(Lesion, on_delete=models.PROTECT, related_name="cases")
+    image = models.FileField(upload_to=case_image_path, max_length=255)
+    image_sha256 = models.CharField(
+        max_length=64, help_text="SHA-256 of the uploaded bytes (one case per image per lesion)."
+    )
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    image_type = models.CharField(
+        max_length=32, choices=IMAGE_TYPE_CHOICES, default=ImageTypeEnum.dermoscopic.value
+    )
+    notes = models.TextField(blank=True)
+    captured_at = models.DateTimeField(default=timezone.now)
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    status = models.CharField(
+        max_length=12, choices=CaseStatus.choices, default=CaseStatus.QUEUED, db_index=True
+    )
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["lesion", "image_sha256"], name="case_one_per_image_per_lesion"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=CaseStatus.values), name="case_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=CaseStatus.FAILED) | ~Q(error=""),
+                name="failed_case_has_reason",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Case {self.pk} ({self.get_status_display()})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("diagnosis:case-detail", args=[self.pk])
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status in (CaseStatus.QUEUED, CaseStatus.PROCESSING)

@@ -1,0 +1,188 @@
+"""Writes to clinical records. Permission checks and transactions live here, not in views."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+
+from diagnosis.models import Case, Clinic, Lesion, Membership, Patient
+from diagnosis.validation import CleanImage, validate_image
+
+logger = logging.getLogger(__name__)
+
+
+def _require_membership(*, user, clinic: Clinic) -> Membership:
+    membership = Membership.objects.filter(user=user, clinic=clinic).first()
+    if membership is None:
+        raise PermissionDenied("You are not a member of this clinic.")
+    return membership
+
+
+def patient_create(
+    *,
+    user,
+    clinic: Clinic,
+    identifier: str,
+    sex: str = "unknown",
+    year_of_birth: int | None = None,
+    fitzpatrick_type: str = "",
+) -> Patient:
+    """Create a patient in one of the user's clinics. The identifier is unique per clinic."""
+    _require_membership(user=user, clinic=clinic)
+    identifier = identifier.strip()
+    patient = Patient(
+        clinic=clinic,
+        identifier=identifier,
+        sex=sex or "unknown",
+        year_of_birth=year_of_birth,
+        fitzpatrick_type=fitzpatrick_type or "",
+        created_by=user,
+    )
+    patient.full_clean(validate_unique=False, validate_constraints=False)
+    if Patient.objects.filter(clinic=clinic, identifier=identifier).exists():
+        raise ValidationError(
+            {"identifier": "This clinic already has a patient with this identifier."}
+        )
+    try:
+        with transaction.atomic():
+            patient.save()
+    except IntegrityError:
+        raise ValidationError(
+            {"identifier": "This clinic already has a patient with this identifier."}
+        )
+    return patient
+
+
+def lesion_create(*, user, patient: Patient, label: str, anatomic_site: str = "") -> Lesion:
+    """Create a lesion for a patient of one of the user's clinics."""
+    _require_membership(user=user, clinic=patient.clinic)
+    label = label.strip()
+    lesion = Lesion(
+        clinic=patient.clinic, patient=patient, label=label, anatomic_site=anatomic_site or ""
+    )
+    lesion.full_clean(validate_unique=False, validate_constraints=False)
+    if Lesion.objects.filter(patient=patient, label=label).exists():
+        raise ValidationError({"label": "This patient already has a lesion with this label."})
+    try:
+        with transaction.atomic():
+            lesion.save()
+    except IntegrityError:
+        raise ValidationError({"label": "This patient already has a lesion with this label."})
+    return lesion
+
+
+@dataclass(frozen=True)
+class CaseSubmission:
+    case: Case
+    created: bool  # False when the same image was already submitted for this lesion
+
+
+def _enqueue_after_commit(case_id: int) -> None:
+    from ml.services import enqueue_prediction
+
+    transaction.on_commit(lambda: enqueue_prediction(case_id=case_id))
+
+
+def case_submit(
+    *,
+    user,
+    lesion: Lesion,
+    upload=None,
+    image: CleanImage | None = None,
+    image_type: str = "",
+    notes: str = "",
+    captured_at: datetime | None = None,
+) -> CaseSubmission:
+    """Validate an image, store it privately, create the Case ``queued`` and enqueue its
+    prediction once the transaction commits.
+
+    The same image bytes submitted again for the same lesion return the existing case. A refused
+    image raises ``ValidationError`` and leaves no row and no file behind.
+    """
+    _require_membership(user=user, clinic=lesion.clinic)
+    if image is None:
+        image = validate_image(upload)
+    existing = Case.objects.filter(lesion=lesion, image_sha256=image.sha256).first()
+    if existing is not None:
+        return CaseSubmission(case=existing, created=False)
+
+    case = Case(
+        clinic=lesion.clinic,
+        lesion=lesion,
+        image_sha256=image.sha256,
+        width=image.width,
+        height=image.height,
+        notes=notes or "",
+        submitted_by=user,
+    )
+    if image_type:
+        case.image_type = image_type
+    if captured_at is not None:
+        case.captured_at = captured_at
+    case.full_clean(exclude=["image"], validate_unique=False, validate_constraints=False)
+    stored_name = None
+    try:
+        with transaction.atomic():
+            case.image.save(f"upload.{image.extension}", ContentFile(image.content), save=False)
+            stored_name = case.image.name
+            case.save()
+            _enqueue_after_commit(case.pk)
+    except IntegrityError:
+        _delete_stored(stored_name)
+        existing = Case.objects.filter(lesion=lesion, image_sha256=image.sha256).first()
+        if existing is None:
+            raise
+        return CaseSubmission(case=existing, created=False)
+    except BaseException:
+        _delete_stored(stored_name)
+        raise
+    logger.info("case %s queued (clinic %s)", case.pk, case.clinic_id)
+    return CaseSubmission(case=case, created=True)
+
+
+def _delete_stored(name: str | None) -> None:
+    if name:
+        from django.core.files.storage import default_storage
+
+        default_storage.delete(name)
+
+
+def case_submit_with_records(
+    *,
+    user,
+    clinic: Clinic,
+    upload,
+    patient: Patient | None = None,
+    new_patient: dict | None = None,
+    lesion: Lesion | None = None,
+    new_lesion: dict | None = None,
+    image_type: str = "",
+    notes: str = "",
+    captured_at: datetime | None = None,
+) -> CaseSubmission:
+    """The new-case page: pick or create the patient and the lesion, and submit the image, in
+    one transaction. The image is validated first, so a refused image creates nothing at all."""
+    _require_membership(user=user, clinic=clinic)
+    image = validate_image(upload)
+    with transaction.atomic():
+        if patient is None:
+            patient = patient_create(user=user, clinic=clinic, **(new_patient or {}))
+        if patient.clinic_id != clinic.pk:
+            raise ValidationError("The patient belongs to another clinic.")
+        if lesion is None:
+            lesion = lesion_create(user=user, patient=patient, **(new_lesion or {}))
+        if lesion.patient_id != patient.pk:
+            raise ValidationError({"lesion": "This lesion belongs to another patient."})
+        return case_submit(
+            user=user,
+            lesion=lesion,
+            image=image,
+            image_type=image_type,
+            notes=notes,
+            captured_at=captured_at,
+        )

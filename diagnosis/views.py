@@ -1,0 +1,186 @@
+"""Server-rendered pages. Thin: every read goes through selectors, every write through services."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from diagnosis import selectors, services
+from diagnosis.forms import NewCaseForm, PatientSearchForm
+from diagnosis.models import Case, CaseStatus
+
+
+def serve_private_image(file_field, *, filename: str) -> FileResponse:
+    """Stream a private image with headers that keep it out of every cache."""
+    try:
+        handle = file_field.open("rb")
+    except (FileNotFoundError, ValueError):
+        raise Http404("The image file is missing.")
+    content_type = "image/png" if file_field.name.endswith(".png") else "image/jpeg"
+    response = FileResponse(handle, content_type=content_type)
+    response["Cache-Control"] = "no-store, private"
+    response["Content-Disposition"] = f'inline; filename="{filename}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@login_required
+@require_GET
+def dashboard(request):
+    context = selectors.dashboard_for_user(request.user)
+    context["clinics"] = selectors.clinics_for_user(request.user)
+    return render(request, "diagnosis/dashboard.html", context)
+
+
+@login_required
+@require_GET
+def patient_list(request):
+    form = PatientSearchForm(request.GET)
+    search = form.cleaned_data["q"] if form.is_valid() else ""
+    patients = selectors.patients_for_user(request.user, search=search).order_by("identifier")
+    page = Paginator(patients, 25).get_page(request.GET.get("page"))
+    return render(request, "diagnosis/patient_list.html", {"form": form, "page": page})
+
+
+@login_required
+@require_GET
+def patient_detail(request, pk: int):
+    patient = get_object_or_404(selectors.patients_for_user(request.user), pk=pk)
+    lesions = selectors.patient_timeline(patient)
+    return render(
+        request, "diagnosis/patient_detail.html", {"patient": patient, "lesions": lesions}
+    )
+
+
+def _new_case_form(request, data=None, files=None):
+    user = request.user
+    initial = {}
+    for name in ("patient", "lesion"):
+        if request.GET.get(name, "").isdigit():
+            initial[name] = request.GET[name]
+    return NewCaseForm(
+        data,
+        files,
+        initial=initial,
+        clinics=selectors.clinics_for_user(user),
+        patients=selectors.patients_for_user(user).order_by("identifier"),
+        lesions=selectors.lesions_for_user(user).order_by("patient__identifier", "label"),
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def case_new(request):
+    if not selectors.clinics_for_user(request.user).exists():
+        raise PermissionDenied("You are not a member of any clinic.")
+    if request.method == "GET":
+        return render(request, "diagnosis/case_new.html", {"form": _new_case_form(request)})
+    form = _new_case_form(request, request.POST, request.FILES)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            submission = services.case_submit_with_records(
+                user=request.user,
+                clinic=data["clinic"],
+                upload=data["image"],
+                patient=data["patient"],
+                new_patient={
+                    "identifier": data["new_patient_identifier"],
+                    "sex": data["new_patient_sex"] or "unknown",
+                    "year_of_birth": data["new_patient_year_of_birth"],
+                    "fitzpatrick_type": data["new_patient_fitzpatrick_type"],
+                },
+                lesion=data["lesion"],
+                new_lesion={
+                    "label": data["new_lesion_label"],
+                    "anatomic_site": data["new_lesion_anatomic_site"],
+                },
+                image_type=data["image_type"],
+                notes=data["notes"],
+                captured_at=data["captured_at"],
+            )
+        except ValidationError as exc:
+            _attach_errors(form, exc)
+        else:
+            if submission.created:
+                messages.success(request, "Image received. The prediction is on its way.")
+            else:
+                messages.info(request, "This image was already submitted for this lesion.")
+            return redirect(submission.case)
+    return render(request, "diagnosis/case_new.html", {"form": form}, status=400)
+
+
+def _attach_errors(form, exc: ValidationError) -> None:
+    field_map = {
+        "identifier": "new_patient_identifier",
+        "year_of_birth": "new_patient_year_of_birth",
+        "label": "new_lesion_label",
+        "anatomic_site": "new_lesion_anatomic_site",
+    }
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.message_dict.items():
+            target = field_map.get(field, field)
+            form.add_error(target if target in form.fields else None, errors)
+    else:
+        form.add_error("image", exc.messages)
+
+
+def _case_context(case: Case) -> dict:
+    prediction = selectors.latest_prediction(case)
+    return {
+        "case": case,
+        "prediction": prediction,
+        "top_diagnoses": prediction.top_diagnoses() if prediction else [],
+        "poll_interval_ms": settings.CASE_POLL_INTERVAL_MS,
+    }
+
+
+@login_required
+@require_GET
+def case_detail(request, pk: int):
+    case = get_object_or_404(selectors.cases_for_user(request.user), pk=pk)
+    context = _case_context(case)
+    earlier = (
+        selectors.cases_for_user(request.user)
+        .filter(lesion=case.lesion)
+        .exclude(pk=case.pk)
+        .order_by("captured_at")
+    )
+    context["other_cases"] = earlier
+    return render(request, "diagnosis/case_detail.html", context)
+
+
+@login_required
+@require_GET
+def case_status(request, pk: int):
+    """What the case page polls: the status and the re-rendered result panel."""
+    case = get_object_or_404(selectors.cases_for_user(request.user), pk=pk)
+    html = render_to_string("diagnosis/_result.html", _case_context(case), request=request)
+    response = JsonResponse({"status": case.status, "pending": case.is_pending, "html": html})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_GET
+def case_image(request, pk: int):
+    case = get_object_or_404(selectors.cases_for_user(request.user), pk=pk)
+    extension = "png" if case.image.name.endswith(".png") else "jpg"
+    return serve_private_image(case.image, filename=f"case-{case.pk}.{extension}")
+
+
+@login_required
+@require_POST
+def case_retry(request, pk: int):
+    from ml.services import case_retry as retry
+
+    case = get_object_or_404(selectors.cases_for_user(request.user), pk=pk)
+    if case.status == CaseStatus.FAILED:
+        retry(case=case)
+        messages.info(request, "The case was queued again.")
+    return redirect(case)

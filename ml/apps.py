@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class MlConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "ml"
+    verbose_name = "Model and predictions"

@@ -1,0 +1,224 @@
+"""The self-describing SkinSense checkpoint, and conversion from the original project's layout.
+
+No Django here. A checkpoint is one ``torch.save`` file holding a dict of plain data and tensors
+(loadable with ``weights_only=True``, so a checkpoint cannot run code when opened)::
+
+    format: "skinsense.checkpoint", format_version: 1
+    backbone: "resnet50"
+    classes: [{code, name, category, isic_diagnosis}, ...]   # the multi-head's output order
+    preprocessing: {image_size, resize_size, mean, std, interpolation}
+    temperature: float          # calibration, divides both heads' logits
+    thresholds: {malignant, confidence}
+    state_dict: {...}           # SkinSenseNet weights
+    metadata: {...}             # free-form: training config, metrics, notes
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ml.network import BACKBONES, SkinSenseNet, head_from_linear_shapes
+from ml.taxonomy import DiagnosisClass, classes_from_dicts
+from ml.transforms import default_preprocessing
+
+FORMAT = "skinsense.checkpoint"
+FORMAT_VERSION = 1
+DEFAULT_THRESHOLDS = {"malignant": 0.5, "confidence": 0.5}
+
+
+class CheckpointError(ValueError):
+    """The file is not a checkpoint we can use; the message says why."""
+
+
+@dataclass
+class Checkpoint:
+    backbone: str
+    classes: list[DiagnosisClass]
+    state_dict: dict[str, torch.Tensor]
+    preprocessing: dict = field(default_factory=default_preprocessing)
+    temperature: float = 1.0
+    thresholds: dict = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    metadata: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "backbone": self.backbone,
+            "classes": [c.as_dict() for c in self.classes],
+            "preprocessing": dict(self.preprocessing),
+            "temperature": float(self.temperature),
+            "thresholds": dict(self.thresholds),
+            "metadata": dict(self.metadata),
+            "state_dict": self.state_dict,
+        }
+
+    def build_model(self) -> SkinSenseNet:
+        """A SkinSenseNet with these weights, in eval mode."""
+        model = SkinSenseNet(
+            num_classes=len(self.classes),
+            backbone=self.backbone,
+            binary_head=_head_for(self.state_dict, "binary_head"),
+            multi_head=_head_for(self.state_dict, "multi_head"),
+        )
+        try:
+            model.load_state_dict(self.state_dict, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"weights do not fit a {self.backbone} SkinSenseNet: {exc}")
+        return model.eval()
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> str:
+    """Write the checkpoint; returns the file's SHA-256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint.to_dict(), path)
+    return sha256_file(path)
+
+
+def _linear_shapes(state_dict: dict, prefix: str) -> dict[int, tuple[int, int]]:
+    shapes: dict[int, tuple[int, int]] = {}
+    for key, tensor in state_dict.items():
+        if not key.startswith(prefix + "."):
+            continue
+        rest = key[len(prefix) + 1 :]
+        match = re.fullmatch(r"(?:(\d+)\.)?(weight|bias)", rest)
+        if not match:
+            raise CheckpointError(f"unsupported layer in {prefix}: {key}")
+        if match.group(2) == "weight":
+            if tensor.ndim != 2:
+                raise CheckpointError(f"{key}: only Linear layers are supported in heads")
+            index = int(match.group(1)) if match.group(1) is not None else -1
+            shapes[index] = (int(tensor.shape[0]), int(tensor.shape[1]))
+    if not shapes:
+        raise CheckpointError(f"no {prefix} weights in the checkpoint")
+    return shapes
+
+
+def _head_for(state_dict: dict, prefix: str):
+    return head_from_linear_shapes(_linear_shapes(state_dict, prefix))
+
+
+def head_output_size(state_dict: dict, prefix: str) -> int:
+    shapes = _linear_shapes(state_dict, prefix)
+    return shapes[max(shapes)][0]
+
+
+def _unwrap_state_dict(obj) -> dict:
+    if isinstance(obj, dict):
+        for key in ("model_state_dict", "state_dict", "model"):
+            inner = obj.get(key)
+            if (
+                isinstance(inner, dict)
+                and inner
+                and all(isinstance(v, torch.Tensor) for v in inner.values())
+            ):
+                return inner
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+    raise CheckpointError("the file holds neither a SkinSense checkpoint nor a state dict")
+
+
+def _infer_backbone(trunk_state: dict) -> str:
+    blocks = {int(m.group(1)) for k in trunk_state if (m := re.match(r"layer3\.(\d+)\.", k))}
+    is_bottleneck = any(k.startswith("layer1.0.conv3.") for k in trunk_state)
+    layer3 = max(blocks) + 1 if blocks else 0
+    table = {
+        (False, 2): "resnet18",
+        (False, 6): "resnet34",
+        (True, 6): "resnet50",
+        (True, 23): "resnet101",
+    }
+    backbone = table.get((is_bottleneck, layer3))
+    if backbone is None:
+        raise CheckpointError("could not recognise the ResNet depth of the backbone weights")
+    return backbone
+
+
+def from_original_layout(
+    obj, *, classes: list[DiagnosisClass] | None, class_names_key: str = "class_names"
+) -> Checkpoint:
+    """Convert the original SkinSense layout: ResNet under ``model.*``, ``binary_head``,
+    ``multi_head`` (27 classes in the original). The class list comes from the file when it
+    carries one (``class_names``/``classes``), else from ``classes``.
+    """
+    state = _unwrap_state_dict(obj)
+    if not any(k.startswith("model.") for k in state) or not any(
+        k.startswith("multi_head.") for k in state
+    ):
+        raise CheckpointError(
+            "not the original SkinSense layout: expected keys model.*, binary_head.*, multi_head.*"
+        )
+    trunk = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+    trunk = {k: v for k, v in trunk.items() if not k.startswith("fc.")}
+    converted = {f"trunk.{k}": v for k, v in trunk.items()}
+    for key, value in state.items():
+        if key.startswith(("binary_head.", "multi_head.")):
+            converted[key] = value
+    unknown = [k for k in state if not k.startswith(("model.", "binary_head.", "multi_head."))]
+    if unknown:
+        raise CheckpointError(f"unexpected keys in the original checkpoint: {unknown[:5]}")
+
+    if classes is None and isinstance(obj, dict):
+        names = obj.get(class_names_key) or obj.get("classes")
+        if names:
+            raise CheckpointError(
+                "the checkpoint names its classes but not their ISIC diagnoses; "
+                "pass a class list file (see register_model --classes)"
+            )
+    if classes is None:
+        raise CheckpointError("the original layout needs a class list (register_model --classes)")
+    outputs = head_output_size(converted, "multi_head")
+    if outputs != len(classes):
+        raise CheckpointError(
+            f"the multi-class head has {outputs} outputs but the class list has {len(classes)}"
+        )
+    binary_outputs = head_output_size(converted, "binary_head")
+    if binary_outputs not in (1, 2):
+        raise CheckpointError(f"the binary head has {binary_outputs} outputs; expected 1 or 2")
+    return Checkpoint(
+        backbone=_infer_backbone(trunk),
+        classes=classes,
+        state_dict=converted,
+        metadata={"converted_from": "original SkinSense layout"},
+    )
+
+
+def load_checkpoint(path: str | Path, *, classes: list[DiagnosisClass] | None = None) -> Checkpoint:
+    """Read a SkinSense checkpoint, or an original-layout one (then ``classes`` is needed)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
+        raise CheckpointError(f"cannot read {Path(path).name} as a PyTorch checkpoint: {exc}")
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        if obj.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(f"unsupported checkpoint version {obj.get('format_version')}")
+        if obj["backbone"] not in BACKBONES:
+            raise CheckpointError(f"unknown backbone {obj['backbone']!r}")
+        try:
+            stored_classes = classes_from_dicts(obj["classes"])
+        except (KeyError, ValueError) as exc:
+            raise CheckpointError(f"bad class list: {exc}")
+        return Checkpoint(
+            backbone=obj["backbone"],
+            classes=stored_classes,
+            state_dict=obj["state_dict"],
+            preprocessing=obj.get("preprocessing") or default_preprocessing(),
+            temperature=float(obj.get("temperature", 1.0)),
+            thresholds={**DEFAULT_THRESHOLDS, **(obj.get("thresholds") or {})},
+            metadata=obj.get("metadata") or {},
+        )
+    return from_original_layout(obj, classes=classes)

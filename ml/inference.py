@@ -1,0 +1,178 @@
+"""Serving: a Predictor loaded once per worker process, and how its outputs are read.
+
+No Django here. ``get_predictor`` caches one Predictor per (weights file, SHA-256, device) in the
+process; the file's hash is checked before a single byte of it is unpickled, so a worker refuses
+weights that differ from what the registry recorded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ml.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from ml.taxonomy import DiagnosisClass
+from ml.transforms import eval_transform
+
+
+class WeightsMismatchError(RuntimeError):
+    """The weights file on disk is not the one the registry recorded."""
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    malignant_probability: float
+    diagnosis_probabilities: dict[str, float]  # class code -> probability, the model's order
+    top_diagnosis: str
+    top_probability: float
+    category: str  # benign | indeterminate | malignant
+    uncertain: bool
+    malignant_threshold: float
+    inference_ms: float
+
+
+def interpret(
+    *,
+    malignant_probability: float,
+    diagnosis_probabilities: dict[str, float],
+    classes: list[DiagnosisClass],
+    thresholds: dict,
+) -> tuple[str, str, float, bool]:
+    """Read the two heads together. Returns (top_diagnosis, category, top_probability, uncertain).
+
+    The category is malignant when the binary head reaches the malignant threshold; otherwise the
+    top diagnosis's category. When the heads disagree (malignant by one, not by the other) the
+    category is indeterminate and the result uncertain, as it is when the top diagnosis's
+    probability is below the model's confidence threshold: "uncertain — refer".
+    """
+    by_code = {c.code: c for c in classes}
+    top_code = max(diagnosis_probabilities, key=diagnosis_probabilities.get)
+    top_probability = diagnosis_probabilities[top_code]
+    top_category = by_code[top_code].category
+    malignant_threshold = float(thresholds.get("malignant", 0.5))
+    says_malignant = malignant_probability >= malignant_threshold
+    uncertain = top_probability < float(thresholds.get("confidence", 0.5))
+    if says_malignant:
+        category = "malignant"
+        uncertain = uncertain or top_category == "benign"
+    elif top_category == "malignant":
+        category = "indeterminate"
+        uncertain = True
+    else:
+        category = top_category
+    return top_code, category, top_probability, uncertain
+
+
+def pick_device(setting: str = "auto") -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+class Predictor:
+    """A loaded model ready to answer. Build with ``Predictor.from_file`` or ``get_predictor``."""
+
+    def __init__(self, checkpoint: Checkpoint, *, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.classes = checkpoint.classes
+        self.codes = [c.code for c in checkpoint.classes]
+        self.temperature = float(checkpoint.temperature) or 1.0
+        self.thresholds = dict(checkpoint.thresholds)
+        self.preprocessing = dict(checkpoint.preprocessing)
+        self.transform = eval_transform(self.preprocessing)
+        model = checkpoint.build_model().to(self.device)
+        if self.device.type == "cpu":
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model.eval()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_file(
+        cls, path: str | Path, *, expected_sha256: str | None, device: torch.device | str = "cpu"
+    ) -> Predictor:
+        if expected_sha256 is not None:
+            actual = sha256_file(path)
+            if actual != expected_sha256:
+                raise WeightsMismatchError(
+                    f"weights file {Path(path).name} has SHA-256 {actual[:12]}…, the registry "
+                    f"expects {expected_sha256[:12]}…; refusing to load it"
+                )
+        return cls(load_checkpoint(path), device=device)
+
+    def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
+        """PIL images -> float[N, 3, S, S] on the predictor's device."""
+        batch = torch.stack([self.transform(image.convert("RGB")) for image in images])
+        return batch.to(self.device, memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def logits(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self._lock:
+            binary_logit, class_logits = self.model(batch)
+        return binary_logit.float(), class_logits.float()
+
+    def predict_batch(self, images: list[Image.Image]) -> list[PredictionResult]:
+        started = time.perf_counter()
+        binary_logit, class_logits = self.logits(self.preprocess(images))
+        malignant = torch.sigmoid(binary_logit / self.temperature).cpu()
+        probabilities = torch.softmax(class_logits / self.temperature, dim=1).cpu()
+        elapsed_ms = (time.perf_counter() - started) * 1000 / len(images)
+        results = []
+        for row in range(len(images)):
+            diagnosis_probabilities = {
+                code: float(p)
+                for code, p in zip(self.codes, probabilities[row].tolist(), strict=False)
+            }
+            malignant_probability = float(malignant[row])
+            top, category, top_probability, uncertain = interpret(
+                malignant_probability=malignant_probability,
+                diagnosis_probabilities=diagnosis_probabilities,
+                classes=self.classes,
+                thresholds=self.thresholds,
+            )
+            results.append(
+                PredictionResult(
+                    malignant_probability=malignant_probability,
+                    diagnosis_probabilities=diagnosis_probabilities,
+                    top_diagnosis=top,
+                    top_probability=top_probability,
+                    category=category,
+                    uncertain=uncertain,
+                    malignant_threshold=float(self.thresholds.get("malignant", 0.5)),
+                    inference_ms=elapsed_ms,
+                )
+            )
+        return results
+
+    def predict(self, image: Image.Image) -> PredictionResult:
+        return self.predict_batch([image])[0]
+
+
+_cache: dict[tuple[str, str, str], Predictor] = {}
+_cache_lock = threading.Lock()
+load_count = 0  # how many times this process built a Predictor (tests assert it stays at one)
+
+
+def get_predictor(path: str | Path, *, sha256: str, device: str = "auto") -> Predictor:
+    """The process-wide Predictor for these weights: loaded on first use, then reused."""
+    global load_count
+    key = (str(Path(path).resolve()), sha256, device)
+    with _cache_lock:
+        predictor = _cache.get(key)
+        if predictor is None:
+            predictor = Predictor.from_file(
+                path, expected_sha256=sha256, device=pick_device(device)
+            )
+            _cache.clear()  # one active model per worker: drop the previous one's memory
+            _cache[key] = predictor
+            load_count += 1
+        return predictor
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()

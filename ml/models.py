@@ -1,0 +1,150 @@
+"""What the model is (ModelVersion) and what it said (Prediction), and what humans said (Review)."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from diagnosis.models import Case
+
+
+class ModelVersion(models.Model):
+    """A registered, immutable model. Exactly one is active at a time (or none yet)."""
+
+    name = models.CharField(max_length=100)
+    version = models.CharField(max_length=50)
+    backbone = models.CharField(max_length=30)
+    classes = models.JSONField(help_text="[{code, name, category, isic_diagnosis}] in output order")
+    weights_file = models.CharField(max_length=500, help_text="Path relative to MODEL_ROOT")
+    weights_sha256 = models.CharField(max_length=64)
+    preprocessing = models.JSONField(default=dict)
+    thresholds = models.JSONField(default=dict)
+    temperature = models.FloatField(default=1.0)
+    metrics = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=False)
+    is_demo = models.BooleanField(
+        default=False, help_text="Random weights for trying the platform: predictions meaningless."
+    )
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="model_name_version_unique"),
+            models.UniqueConstraint(
+                fields=["is_active"], condition=Q(is_active=True), name="one_active_model"
+            ),
+            models.CheckConstraint(condition=Q(temperature__gt=0), name="temperature_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.version}" + (" (demo)" if self.is_demo else "")
+
+    @property
+    def weights_path(self):
+        return settings.MODEL_ROOT / self.weights_file
+
+    def class_map(self) -> dict:
+        return {c["code"]: c for c in self.classes}
+
+
+class PredictionCategory(models.TextChoices):
+    BENIGN = "benign", "Benign"
+    INDETERMINATE = "indeterminate", "Indeterminate"
+    MALIGNANT = "malignant", "Malignant"
+
+
+class Prediction(models.Model):
+    """What one model version said about one case. Re-running a task never duplicates it."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="predictions")
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="predictions"
+    )
+    malignant_probability = models.FloatField()
+    malignant_threshold = models.FloatField(help_text="The threshold this prediction was judged by")
+    diagnosis_probabilities = models.JSONField(help_text="{class code: probability}")
+    top_diagnosis = models.CharField(max_length=32)
+    top_probability = models.FloatField()
+    category = models.CharField(max_length=16, choices=PredictionCategory.choices)
+    uncertain = models.BooleanField()
+    heatmap = models.FileField(upload_to="heatmaps/", blank=True, max_length=255)
+    inference_ms = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["case", "model_version"], name="one_prediction_per_case_and_model"
+            ),
+            models.CheckConstraint(
+                condition=Q(malignant_probability__gte=0) & Q(malignant_probability__lte=1),
+                name="malignant_probability_in_unit_interval",
+            ),
+            models.CheckConstraint(
+                condition=Q(category__in=PredictionCategory.values),
+                name="prediction_category_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Prediction {self.pk} for case {self.case_id}"
+
+    def top_diagnoses(self, limit: int = 3) -> list[dict]:
+        """The most probable classes with their names and categories, most probable first."""
+        classes = self.model_version.class_map()
+        ranked = sorted(self.diagnosis_probabilities.items(), key=lambda kv: kv[1], reverse=True)
+        return [
+            {
+                "code": code,
+                "name": classes.get(code, {}).get("name", code),
+                "category": classes.get(code, {}).get("category", ""),
+                "probability": probability,
+            }
+            for code, probability in ranked[:limit]
+        ]
+
+    @property
+    def top_diagnosis_name(self) -> str:
+        return (
+            self.model_version.class_map()
+            .get(self.top_diagnosis, {})
+            .get("name", self.top_diagnosis)
+        )
+
+
+class Verdict(models.TextChoices):
+    AGREE = "agree", "Agree"
+    OVERRIDE = "override", "Override"
+    SEND_BACK = "send_back", "Send back (needs a better image)"
+
+
+class Review(models.Model):
+    """A dermatologist's opinion of a prediction. Several per prediction are allowed; all kept."""
+
+    prediction = models.ForeignKey(Prediction, on_delete=models.PROTECT, related_name="reviews")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    verdict = models.CharField(max_length=12, choices=Verdict.choices)
+    final_diagnosis = models.CharField(max_length=32, blank=True)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(verdict__in=Verdict.values), name="verdict_valid"),
+            models.CheckConstraint(
+                condition=~Q(verdict=Verdict.OVERRIDE) | ~Q(final_diagnosis=""),
+                name="override_names_a_diagnosis",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_verdict_display()} by {self.reviewer} on prediction {self.prediction_id}"

@@ -1,0 +1,74 @@
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from ml.models import ModelVersion, Prediction
+
+DISCLAIMER = "Decision support, not a diagnosis. The final judgement is the clinician's."
+
+
+class ModelVersionSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "name", "version", "is_demo"]
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "name",
+            "version",
+            "backbone",
+            "classes",
+            "preprocessing",
+            "thresholds",
+            "temperature",
+            "metrics",
+            "weights_sha256",
+            "is_active",
+            "is_demo",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    model_version = ModelVersionSummarySerializer(read_only=True)
+    top_diagnosis_name = serializers.CharField(read_only=True)
+    heatmap_url = serializers.SerializerMethodField()
+    disclaimer = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "id",
+            "model_version",
+            "malignant_probability",
+            "malignant_threshold",
+            "category",
+            "top_diagnosis",
+            "top_diagnosis_name",
+            "top_probability",
+            "diagnosis_probabilities",
+            "uncertain",
+            "heatmap_url",
+            "inference_ms",
+            "created_at",
+            "disclaimer",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_heatmap_url(self, prediction) -> str | None:
+        if not prediction.heatmap:
+            return None
+        url = reverse("api:case-heatmap", args=[prediction.case_id])
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url
+
+    def get_disclaimer(self, prediction) -> str:
+        if prediction.model_version.is_demo:
+            return "DEMO model — predictions are meaningless. " + DISCLAIMER
+        return DISCLAIMER

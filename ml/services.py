@@ -1,0 +1,262 @@
+"""Writes owned by ``ml``: the model registry and the prediction of a case.
+
+torch is imported lazily (inside the functions that need it), so web processes that only read
+predictions never load it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from diagnosis.models import Case, CaseStatus
+from ml.models import ModelVersion, Prediction
+
+logger = logging.getLogger(__name__)
+
+
+class PermanentPredictionError(Exception):
+    """A failure that retrying cannot fix (no model, bad weights, unreadable image)."""
+
+
+# --- the model registry -------------------------------------------------------------------
+
+
+def active_model_version() -> ModelVersion | None:
+    return ModelVersion.objects.filter(is_active=True).first()
+
+
+@transaction.atomic
+def model_version_activate(*, model_version: ModelVersion) -> ModelVersion:
+    """Make this version the one active model (the others are deactivated)."""
+    ModelVersion.objects.select_for_update().filter(is_active=True).exclude(
+        pk=model_version.pk
+    ).update(is_active=False)
+    model_version.is_active = True
+    model_version.save(update_fields=["is_active"])
+    return model_version
+
+
+def model_version_register(
+    *,
+    path: str | Path,
+    name: str,
+    version: str,
+    classes=None,
+    activate: bool = False,
+    is_demo: bool = False,
+    notes: str = "",
+) -> ModelVersion:
+    """Register a checkpoint file (SkinSense format, or the original layout with ``classes``).
+
+    The weights are rewritten as a self-describing SkinSense checkpoint under MODEL_ROOT, named
+    by their SHA-256, which the registry records; workers refuse a file whose hash differs.
+    """
+    from ml.checkpoint import load_checkpoint, save_checkpoint
+
+    checkpoint = load_checkpoint(path, classes=classes)
+    checkpoint.build_model()  # proves the weights fit before anything is recorded
+    if ModelVersion.objects.filter(name=name, version=version).exists():
+        raise ValueError(f"model {name} {version} is already registered")
+    root = Path(settings.MODEL_ROOT)
+    root.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=root, suffix=".tmp")
+    os.close(handle)
+    try:
+        digest = save_checkpoint(checkpoint, temporary)
+        final_name = f"{digest}.pt"
+        os.replace(temporary, root / final_name)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    with transaction.atomic():
+        model_version = ModelVersion.objects.create(
+            name=name,
+            version=version,
+            backbone=checkpoint.backbone,
+            classes=[c.as_dict() for c in checkpoint.classes],
+            weights_file=final_name,
+            weights_sha256=digest,
+            preprocessing=checkpoint.preprocessing,
+            thresholds=checkpoint.thresholds,
+            temperature=checkpoint.temperature,
+            metrics=checkpoint.metadata.get("metrics", {}),
+            is_demo=is_demo,
+            notes=notes,
+        )
+        if activate:
+            model_version_activate(model_version=model_version)
+    return model_version
+
+
+def demo_model_ensure(*, seed: int = 0) -> ModelVersion | None:
+    """Register and activate a DEMO model (random ResNet50 weights) when no model exists.
+
+    Returns the new version, or None when a model was already registered. Predictions made with
+    it carry a visible "demo model — predictions are meaningless" banner.
+    """
+    if ModelVersion.objects.exists():
+        return None
+    import torch
+
+    from ml.checkpoint import Checkpoint, save_checkpoint
+    from ml.network import SkinSenseNet
+    from ml.taxonomy import ISIC2019_CLASSES
+
+    torch.manual_seed(seed)
+    network = SkinSenseNet(num_classes=len(ISIC2019_CLASSES), backbone="resnet50")
+    with torch.no_grad():  # small heads: outputs near chance, as an untrained model should be
+        for head in (network.binary_head, network.multi_head):
+            head.weight.mul_(1e-3)
+            head.bias.zero_()
+    checkpoint = Checkpoint(
+        backbone="resnet50",
+        classes=ISIC2019_CLASSES,
+        state_dict=network.state_dict(),
+        metadata={"demo": True, "notes": "random weights; predictions are meaningless"},
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "demo.pt"
+        save_checkpoint(checkpoint, path)
+        return model_version_register(
+            path=path,
+            name="DEMO",
+            version="random-resnet50",
+            activate=True,
+            is_demo=True,
+            notes="Random weights for trying the platform. Predictions are meaningless.",
+        )
+
+
+# --- predictions --------------------------------------------------------------------------
+
+
+def enqueue_prediction(*, case_id: int) -> bool:
+    """Send the case to the inference queue. A broker outage is logged, not raised: the case
+    stays ``queued`` and the periodic sweeper enqueues it again."""
+    from ml.tasks import predict_case_task
+
+    Case.objects.filter(pk=case_id).update(enqueued_at=timezone.now())
+    try:
+        predict_case_task.apply_async(args=[case_id], retry=False)
+    except Exception as exc:  # noqa: BLE001 - kombu raises many kinds when the broker is down
+        logger.warning("could not enqueue case %s (%s); the sweeper will retry", case_id, exc)
+        return False
+    return True
+
+
+def _predictor_for(model_version: ModelVersion):
+    from ml.checkpoint import CheckpointError
+    from ml.inference import WeightsMismatchError, get_predictor
+
+    path = model_version.weights_path
+    if not path.is_file():
+        raise PermanentPredictionError(f"The weights file of model {model_version} is missing.")
+    try:
+        return get_predictor(
+            path, sha256=model_version.weights_sha256, device=settings.INFERENCE_DEVICE
+        )
+    except (WeightsMismatchError, CheckpointError) as exc:
+        raise PermanentPredictionError(f"Model {model_version} refused: {exc}") from exc
+
+
+def _load_case_image(case: Case):
+    from PIL import Image
+
+    try:
+        with case.image.open("rb") as handle:
+            with Image.open(handle) as image:
+                return image.convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise PermanentPredictionError(f"The stored image could not be read: {exc}") from exc
+
+
+def predict_case(*, case_id: int, model_version: ModelVersion | None = None) -> Prediction | None:
+    """Run the model on one case and store its one Prediction; the case becomes ``done``.
+
+    Idempotent: a case that already has a prediction from this model version is left as it is.
+    Raises PermanentPredictionError for failures that retrying cannot fix.
+    """
+    model_version = model_version or active_model_version()
+    with transaction.atomic():
+        case = Case.objects.select_for_update().filter(pk=case_id).first()
+        if case is None:
+            logger.info("case %s no longer exists; nothing to predict", case_id)
+            return None
+        if model_version is None:
+            raise PermanentPredictionError("No active model is registered.")
+        existing = Prediction.objects.filter(case=case, model_version=model_version).first()
+        if existing is not None:
+            if case.status != CaseStatus.DONE:
+                Case.objects.filter(pk=case.pk).update(status=CaseStatus.DONE, error="")
+            return existing
+        case.status = CaseStatus.PROCESSING
+        case.attempts += 1
+        case.save(update_fields=["status", "attempts", "updated_at"])
+
+    predictor = _predictor_for(model_version)
+    image = _load_case_image(case)
+    result = predictor.predict(image)
+
+    with transaction.atomic():
+        prediction, _ = Prediction.objects.update_or_create(
+            case=case,
+            model_version=model_version,
+            defaults={
+                "malignant_probability": result.malignant_probability,
+                "malignant_threshold": result.malignant_threshold,
+                "diagnosis_probabilities": result.diagnosis_probabilities,
+                "top_diagnosis": result.top_diagnosis,
+                "top_probability": result.top_probability,
+                "category": result.category,
+                "uncertain": result.uncertain,
+                "inference_ms": result.inference_ms,
+            },
+        )
+        Case.objects.filter(pk=case.pk).update(
+            status=CaseStatus.DONE, error="", updated_at=timezone.now()
+        )
+    logger.info("case %s done in %.0f ms", case_id, result.inference_ms)
+    return prediction
+
+
+def case_mark_failed(*, case_id: int, reason: str) -> None:
+    reason = reason.strip() or "Prediction failed."
+    Case.objects.filter(pk=case_id).exclude(status=CaseStatus.DONE).update(
+        status=CaseStatus.FAILED, error=reason[:2000], updated_at=timezone.now()
+    )
+    logger.warning("case %s failed: %s", case_id, reason)
+
+
+def case_retry(*, case: Case) -> None:
+    """Put a failed case back in the queue (a clinician's "try again")."""
+    with transaction.atomic():
+        Case.objects.filter(pk=case.pk, status=CaseStatus.FAILED).update(
+            status=CaseStatus.QUEUED, error="", updated_at=timezone.now()
+        )
+        transaction.on_commit(lambda: enqueue_prediction(case_id=case.pk))
+
+
+def requeue_stuck_cases() -> int:
+    """Enqueue again the cases that have waited too long (a lost message, a broker outage, a
+    worker killed mid-task). Returns how many were sent."""
+    cutoff = timezone.now() - timedelta(seconds=settings.CASE_REQUEUE_AFTER_SECONDS)
+    processing_cutoff = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT * 2)
+    stuck = Case.objects.filter(
+        status=CaseStatus.QUEUED, enqueued_at__lt=cutoff
+    ) | Case.objects.filter(status=CaseStatus.QUEUED, enqueued_at__isnull=True)
+    stuck = stuck | Case.objects.filter(
+        status=CaseStatus.PROCESSING, updated_at__lt=processing_cutoff
+    )
+    count = 0
+    for case_id in stuck.values_list("pk", flat=True)[:1000]:
+        if enqueue_prediction(case_id=case_id):
+            count += 1
+    return count

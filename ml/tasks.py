@@ -1,0 +1,52 @@
+"""Celery tasks: thin, take a primary key, call one service, safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+
+from ml import services
+
+logger = logging.getLogger(__name__)
+
+MAX_RETRIES = 3
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=MAX_RETRIES,
+    soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
+    time_limit=settings.CELERY_TASK_TIME_LIMIT,
+)
+def predict_case_task(self, case_id: int) -> None:
+    """Predict one case; retried with exponential backoff, marked failed with a reason at last."""
+    try:
+        services.predict_case(case_id=case_id)
+    except services.PermanentPredictionError as exc:
+        services.case_mark_failed(case_id=case_id, reason=str(exc))
+    except SoftTimeLimitExceeded:
+        services.case_mark_failed(
+            case_id=case_id,
+            reason=f"The prediction took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s "
+            "and was stopped.",
+        )
+    except Exception as exc:
+        if self.request.retries >= self.max_retries:
+            logger.exception("case %s: prediction failed after retries", case_id)
+            services.case_mark_failed(
+                case_id=case_id,
+                reason=f"The prediction failed after {self.max_retries + 1} attempts "
+                f"({type(exc).__name__}).",
+            )
+            return
+        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1))
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def requeue_stuck_cases_task() -> int:
+    return services.requeue_stuck_cases()

@@ -1,0 +1,21 @@
+"""The REST API under /api/v1/ (paths fixed in DESIGN.md)."""
+
+from django.urls import include, path
+from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import DefaultRouter
+
+from diagnosis.api.views import CaseViewSet, LesionViewSet, PatientViewSet
+from ml.api import ModelVersionViewSet
+
+router = DefaultRouter()
+router.register("patients", PatientViewSet, basename="patient")
+router.register("lesions", LesionViewSet, basename="lesion")
+router.register("cases", CaseViewSet, basename="case")
+router.register("models", ModelVersionViewSet, basename="modelversion")
+
+app_name = "api"
+
+urlpatterns = [
+    path("auth/token/", obtain_auth_token, name="token"),
+    path("", include(router.urls)),
+]

@@ -1,0 +1,145 @@
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
+
+from diagnosis.models import Role
+from ml.checkpoint import Checkpoint, save_checkpoint
+from ml.network import SkinSenseNet
+from ml.taxonomy import ISIC2019_CLASSES
+from tests import images
+from tests.factories import PASSWORD, ClinicFactory, MembershipFactory, UserFactory
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when a real service is missing, except in CI, where that is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: this test must run, not skip)")
+    pytest.skip(reason)
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(autouse=True)
+def private_storage(settings, tmp_path):
+    """Each test stores images and models in its own folder."""
+    media = tmp_path / "private"
+    settings.PRIVATE_MEDIA_ROOT = media
+    settings.MODEL_ROOT = media / "models"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(media), "base_url": None},
+        },
+    }
+    return media
+
+
+def stored_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and "models" not in p.parts]
+
+
+# --- people ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clinic(db):
+    return ClinicFactory(name="North Clinic")
+
+
+@pytest.fixture
+def other_clinic(db):
+    return ClinicFactory(name="South Clinic")
+
+
+@pytest.fixture
+def clinician(clinic):
+    return MembershipFactory(clinic=clinic, role=Role.CLINICIAN, user__username="clin").user
+
+
+@pytest.fixture
+def colleague(clinic):
+    return MembershipFactory(clinic=clinic, role=Role.DERMATOLOGIST, user__username="derm").user
+
+
+@pytest.fixture
+def outsider(other_clinic):
+    return MembershipFactory(clinic=other_clinic, role=Role.CLINICIAN, user__username="out").user
+
+
+def logged_in_client(client, user):
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+def api_client_for(user) -> APIClient:
+    api = APIClient()
+    response = api.post(
+        "/api/v1/auth/token/", {"username": user.username, "password": PASSWORD}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    api.credentials(HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
+    return api
+
+
+@pytest.fixture
+def unique_user(db):
+    return UserFactory()
+
+
+# --- models ------------------------------------------------------------------------------
+
+
+def small_checkpoint(*, seed: int = 0, backbone: str = "resnet18", **kwargs) -> Checkpoint:
+    """A real SkinSenseNet with random weights (built here; nothing is downloaded)."""
+    torch.manual_seed(seed)
+    network = SkinSenseNet(num_classes=len(ISIC2019_CLASSES), backbone=backbone)
+    return Checkpoint(
+        backbone=backbone, classes=ISIC2019_CLASSES, state_dict=network.state_dict(), **kwargs
+    )
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("checkpoints") / "small.pt"
+    save_checkpoint(small_checkpoint(), path)
+    return path
+
+
+@pytest.fixture
+def active_model(db, small_checkpoint_file, tmp_path):
+    from ml.services import model_version_register
+
+    copy = tmp_path / "upload.pt"
+    shutil.copy(small_checkpoint_file, copy)
+    return model_version_register(path=copy, name="test-resnet18", version="1", activate=True)
+
+
+# --- images ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sample_jpeg_bytes():
+    if not images.sample_available():
+        pytest.skip("the ISIC sample (../shared/data/isic-sample) is absent")
+    return images.sample_image_path().read_bytes()
+
+
+def upload(content: bytes, name: str = "image.jpg", content_type: str = "image/jpeg"):
+    return SimpleUploadedFile(name, content, content_type=content_type)

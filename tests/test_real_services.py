@@ -1,0 +1,206 @@
+"""The prediction flow against real services: PostgreSQL, Redis and a Celery worker process.
+
+They skip with a reason when the services are absent, and fail instead when CI=true.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from diagnosis.models import Case, CaseStatus
+from ml.models import Prediction
+from skinsense_site.celery import app as celery_app
+from tests import images
+from tests.conftest import api_client_for, port_open, require, upload
+from tests.factories import LesionFactory, PatientFactory
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _flush_broker():
+    import redis
+
+    redis.Redis.from_url(BROKER_URL).flushdb()
+
+
+def _use_broker(url: str, eager: bool) -> None:
+    celery_app.conf.update(broker_url=url, task_always_eager=eager)
+    # Drop any cached connection pool so the new broker URL takes effect.
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def real_services():
+    require(
+        connection.vendor == "postgresql",
+        "needs PostgreSQL: run through `make test`, or set DATABASE_URL=postgres://…",
+    )
+    require(port_open("127.0.0.1", 6379), "needs Redis on 127.0.0.1:6379")
+
+
+@pytest.fixture
+def worker(real_services, tmp_path, settings):
+    """A real Celery worker process consuming the inference queue from Redis."""
+    _flush_broker()
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "skinsense_site.settings",
+        "DATABASE_URL": (
+            f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
+            f"{db['PORT'] or 5432}/{db['NAME']}"
+        ),
+        "CELERY_BROKER_URL": BROKER_URL,
+        "PRIVATE_MEDIA_ROOT": str(settings.PRIVATE_MEDIA_ROOT),
+        "MODEL_ROOT": str(settings.MODEL_ROOT),
+        "INFERENCE_DEVICE": "cpu",
+        "INFERENCE_THREADS": "1",
+    }
+    log_path = tmp_path / "worker.log"
+    log = open(log_path, "w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "skinsense_site",
+            "worker",
+            "-Q",
+            "inference,default",
+            "--pool",
+            "solo",
+            "--concurrency",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"test-{os.getpid()}@%h",
+            "--loglevel",
+            "INFO",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 90
+    while "ready." not in log_path.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("the Celery worker did not start:\n" + log_path.read_text()[-3000:])
+        time.sleep(0.2)
+    _use_broker(BROKER_URL, eager=False)
+    yield process
+    _use_broker("memory://", eager=True)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+    _flush_broker()
+
+
+def wait_for(case_id: int, *, timeout: float = 90) -> Case:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        case = Case.objects.get(pk=case_id)
+        if case.status in (CaseStatus.DONE, CaseStatus.FAILED):
+            return case
+        time.sleep(0.1)
+    pytest.fail(f"case {case_id} did not finish within {timeout} s (status {case.status})")
+
+
+def test_upload_through_the_api_is_predicted_by_a_real_worker(
+    worker, clinician, clinic, active_model, sample_jpeg_bytes
+):
+    lesion = LesionFactory(patient=PatientFactory(clinic=clinic))
+    api = api_client_for(clinician)
+    started = time.monotonic()
+    response = api.post(
+        "/api/v1/cases/",
+        {"lesion": lesion.pk, "image": upload(sample_jpeg_bytes)},
+        format="multipart",
+    )
+    assert response.status_code == 202
+    assert response.json()["status"] == "queued"
+    case = wait_for(response.json()["id"])
+    elapsed = time.monotonic() - started
+    assert case.status == CaseStatus.DONE, case.error
+    body = api.get(f"/api/v1/cases/{case.pk}/").json()
+    assert body["prediction"]["model_version"]["id"] == active_model.pk
+    assert Prediction.objects.filter(case=case).count() == 1
+    print(f"\nupload → done through PostgreSQL + Redis + worker: {elapsed:.2f} s")
+
+
+def test_the_same_task_delivered_twice_stores_one_prediction(
+    worker, clinician, clinic, active_model
+):
+    from ml.tasks import predict_case_task
+
+    lesion = LesionFactory(patient=PatientFactory(clinic=clinic))
+    response = api_client_for(clinician).post(
+        "/api/v1/cases/",
+        {"lesion": lesion.pk, "image": upload(images.jpeg_bytes())},
+        format="multipart",
+    )
+    case_id = response.json()["id"]
+    for _ in range(3):
+        predict_case_task.delay(case_id)
+    wait_for(case_id)
+    time.sleep(2)  # let the duplicates run too
+    assert Prediction.objects.filter(case_id=case_id).count() == 1
+    assert Case.objects.get(pk=case_id).status == CaseStatus.DONE
+
+
+def test_a_weights_file_changed_on_disk_is_refused_and_the_case_fails_readably(
+    worker, clinician, clinic, active_model
+):
+    with open(active_model.weights_path, "ab") as handle:
+        handle.write(b"tampered")
+    lesion = LesionFactory(patient=PatientFactory(clinic=clinic))
+    response = api_client_for(clinician).post(
+        "/api/v1/cases/",
+        {"lesion": lesion.pk, "image": upload(images.jpeg_bytes())},
+        format="multipart",
+    )
+    case = wait_for(response.json()["id"])
+    assert case.status == CaseStatus.FAILED
+    assert "refus" in case.error and "SHA-256" in case.error
+    assert not Prediction.objects.filter(case=case).exists()
+
+
+def test_the_sweeper_recovers_a_case_whose_message_was_lost(
+    worker, clinician, clinic, active_model
+):
+    from ml.services import requeue_stuck_cases
+
+    lesion = LesionFactory(patient=PatientFactory(clinic=clinic))
+    _use_broker("memory://", eager=False)  # the message goes nowhere: "lost"
+    response = api_client_for(clinician).post(
+        "/api/v1/cases/",
+        {"lesion": lesion.pk, "image": upload(images.jpeg_bytes())},
+        format="multipart",
+    )
+    case_id = response.json()["id"]
+    _use_broker(BROKER_URL, eager=False)
+    time.sleep(1)
+    assert Case.objects.get(pk=case_id).status == CaseStatus.QUEUED
+    Case.objects.filter(pk=case_id).update(enqueued_at=None)
+    assert requeue_stuck_cases() >= 1
+    assert wait_for(case_id).status == CaseStatus.DONE
+    assert settings.CELERY_BEAT_SCHEDULE["requeue-stuck-cases"]["task"] == (
+        "ml.tasks.requeue_stuck_cases_task"
+    )
