@@ -167,6 +167,24 @@ def _predictor_for(model_version: ModelVersion):
         raise PermanentPredictionError(f"Model {model_version} refused: {exc}") from exc
 
 
+def worker_warm_up() -> None:
+    """Set the thread count and load the active model once, when a worker process starts, so
+    the first case does not pay for it. Failures are logged: tasks report them per case."""
+    import torch
+
+    if settings.INFERENCE_THREADS > 0:
+        torch.set_num_threads(settings.INFERENCE_THREADS)
+    model_version = active_model_version()
+    if model_version is None:
+        return
+    try:
+        _predictor_for(model_version)
+    except PermanentPredictionError as exc:
+        logger.error("worker warm-up: %s", exc)
+    else:
+        logger.info("worker warm-up: model %s loaded", model_version)
+
+
 def _load_case_image(case: Case):
     from PIL import Image
 

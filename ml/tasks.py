@@ -6,6 +6,7 @@ import logging
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
 
 from ml import services
@@ -50,3 +51,18 @@ def predict_case_task(self, case_id: int) -> None:
 @shared_task(soft_time_limit=60, time_limit=90)
 def requeue_stuck_cases_task() -> int:
     return services.requeue_stuck_cases()
+
+
+@worker_process_init.connect
+def _warm_up_pool_process(**kwargs) -> None:
+    """Prefork children load the active model once, before their first task."""
+    services.worker_warm_up()
+
+
+@worker_ready.connect
+def _warm_up_solo_worker(sender=None, **kwargs) -> None:
+    """Solo/threads pools run tasks in the main process: load the model there once.
+    (A prefork parent must not load torch before forking; its children do, above.)"""
+    pool_cls = getattr(getattr(sender, "controller", None), "pool_cls", None)
+    if pool_cls is not None and "prefork" not in getattr(pool_cls, "__module__", "prefork"):
+        services.worker_warm_up()

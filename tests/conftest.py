@@ -51,6 +51,15 @@ def private_storage(settings, tmp_path):
     return media
 
 
+def drain(response) -> bytes:
+    """Read a streamed file response and close its file (without closing the response, which
+    would end the request and close the test's database connection)."""
+    content = b"".join(response.streaming_content)
+    for close in response._resource_closers:
+        close()
+    return content
+
+
 def stored_files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and "models" not in p.parts]
 

@@ -1,10 +1,12 @@
+import io
+
 import pytest
 from rest_framework.test import APIClient
 
 from diagnosis import services
 from diagnosis.models import Case, CaseStatus, Lesion, Patient
 from tests import images
-from tests.conftest import api_client_for, stored_files, upload
+from tests.conftest import api_client_for, drain, stored_files, upload
 from tests.factories import ClinicFactory, LesionFactory, MembershipFactory, PatientFactory
 
 pytestmark = pytest.mark.django_db
@@ -62,7 +64,10 @@ def test_patient_lesion_case_flow_ends_with_a_prediction(
 
     image = api.get(f"/api/v1/cases/{case_id}/image/")
     assert image.status_code == 200 and image["Cache-Control"] == "no-store, private"
-    image.close()
+    from PIL import Image
+
+    stored = Image.open(io.BytesIO(drain(image)))
+    assert (stored.format, stored.mode, stored.size) == ("JPEG", "RGB", (224, 224))
 
 
 def test_a_member_of_several_clinics_must_name_the_clinic(clinician, clinic):
