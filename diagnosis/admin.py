@@ -3,7 +3,7 @@ writes to them go through the services (pages and API), never through the admin.
 
 from django.contrib import admin
 
-from diagnosis.models import Case, Clinic, Lesion, Membership, Patient
+from diagnosis.models import AuditEvent, Case, Clinic, Lesion, Membership, Patient
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -65,3 +65,16 @@ class CaseAdmin(ReadOnlyAdmin):
     list_filter = ["status", "clinic", "image_type"]
     search_fields = ["lesion__patient__identifier", "image_sha256"]
     date_hierarchy = "created_at"
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    """The audit trail, browsable and filterable; nothing here can change or delete it."""
+
+    list_display = ["at", "actor_username", "action", "target_type", "target_id", "clinic", "ip"]
+    list_filter = ["action", "target_type", "clinic", ("at", admin.DateFieldListFilter)]
+    search_fields = ["actor_username", "target_id", "ip"]
+    date_hierarchy = "at"
+
+    def get_actions(self, request):
+        return {}  # not even "delete selected"

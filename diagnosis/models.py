@@ -91,7 +91,7 @@ class Patient(models.Model):
     )
     fitzpatrick_type = models.CharField(max_length=3, choices=FITZPATRICK_CHOICES, blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -169,7 +169,7 @@ class Case(models.Model):
     notes = models.TextField(blank=True)
     captured_at = models.DateTimeField(default=timezone.now)
     submitted_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     status = models.CharField(
         max_length=12, choices=CaseStatus.choices, default=CaseStatus.QUEUED, db_index=True
@@ -206,3 +206,79 @@ class Case(models.Model):
     @property
     def is_pending(self) -> bool:
         return self.status in (CaseStatus.QUEUED, CaseStatus.PROCESSING)
+
+
+class AuditAction(models.TextChoices):
+    VIEW = "view", "Viewed"
+    CREATE = "create", "Created"
+    UPDATE = "update", "Updated"
+    REVIEW = "review", "Reviewed"
+    EXPORT = "export", "Exported"
+    LOGIN = "login", "Logged in"
+    LOGOUT = "logout", "Logged out"
+    LOGIN_FAILED = "login_failed", "Failed login"
+
+
+class AppendOnlyError(Exception):
+    """Audit events are never changed or deleted."""
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError("audit events cannot be changed")
+
+    def delete(self):
+        raise AppendOnlyError("audit events cannot be deleted")
+
+    def for_clinic_admin(self, user):
+        return self.filter(
+            clinic__memberships__user=user, clinic__memberships__role=Role.CLINIC_ADMIN
+        )
+
+
+class AuditEvent(models.Model):
+    """Append-only: who viewed, created, changed, exported or reviewed what, when, from where.
+
+    Targets are recorded by type and primary key (no patient identifiers or image bytes here).
+    On PostgreSQL a trigger refuses UPDATE and DELETE as well, whatever the client.
+    """
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="audit_events",
+    )
+    actor_username = models.CharField(max_length=150, blank=True)
+    clinic = models.ForeignKey(
+        Clinic, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events"
+    )
+    action = models.CharField(max_length=16, choices=AuditAction.choices, db_index=True)
+    target_type = models.CharField(max_length=32, blank=True, db_index=True)
+    target_id = models.CharField(max_length=64, blank=True, db_index=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(action__in=AuditAction.values), name="audit_action_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        target = f" {self.target_type} {self.target_id}" if self.target_type else ""
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_username or '-'} {self.action}{target}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise AppendOnlyError("audit events cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("audit events cannot be deleted")

@@ -10,7 +10,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 
-from diagnosis.models import Case, Clinic, Lesion, Membership, Patient
+from diagnosis.audit import audit_record
+from diagnosis.models import AuditAction, Case, Clinic, Lesion, Membership, Patient
 from diagnosis.validation import CleanImage, validate_image
 
 logger = logging.getLogger(__name__)
@@ -51,9 +52,36 @@ def patient_create(
     try:
         with transaction.atomic():
             patient.save()
+            audit_record(action=AuditAction.CREATE, actor=user, target=patient)
     except IntegrityError:
         raise ValidationError(
             {"identifier": "This clinic already has a patient with this identifier."}
+        )
+    return patient
+
+
+def patient_update(*, user, patient: Patient, **fields) -> Patient:
+    """Change a patient's details (not its clinic). The identifier stays unique per clinic."""
+    _require_membership(user=user, clinic=patient.clinic)
+    allowed = {"identifier", "sex", "year_of_birth", "fitzpatrick_type"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValidationError(f"These fields cannot be changed: {', '.join(sorted(unknown))}")
+    for name, value in fields.items():
+        setattr(patient, name, value.strip() if isinstance(value, str) else value)
+    patient.full_clean(validate_unique=False, validate_constraints=False)
+    clash = Patient.objects.filter(clinic=patient.clinic, identifier=patient.identifier)
+    if clash.exclude(pk=patient.pk).exists():
+        raise ValidationError(
+            {"identifier": "This clinic already has a patient with this identifier."}
+        )
+    with transaction.atomic():
+        patient.save()
+        audit_record(
+            action=AuditAction.UPDATE,
+            actor=user,
+            target=patient,
+            detail={"fields": sorted(fields)},
         )
     return patient
 
@@ -71,6 +99,7 @@ def lesion_create(*, user, patient: Patient, label: str, anatomic_site: str = ""
     try:
         with transaction.atomic():
             lesion.save()
+            audit_record(action=AuditAction.CREATE, actor=user, target=lesion)
     except IntegrityError:
         raise ValidationError({"label": "This patient already has a lesion with this label."})
     return lesion
@@ -131,6 +160,7 @@ def case_submit(
             case.image.save(f"upload.{image.extension}", ContentFile(image.content), save=False)
             stored_name = case.image.name
             case.save()
+            audit_record(action=AuditAction.CREATE, actor=user, target=case)
             _enqueue_after_commit(case.pk)
     except IntegrityError:
         _delete_stored(stored_name)

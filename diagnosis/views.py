@@ -11,8 +11,9 @@ from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from diagnosis import selectors, services
+from diagnosis.audit import audit_record
 from diagnosis.forms import NewCaseForm, PatientSearchForm
-from diagnosis.models import Case, CaseStatus
+from diagnosis.models import AuditAction, Case, CaseStatus
 
 
 def serve_private_image(file_field, *, filename: str) -> FileResponse:
@@ -51,6 +52,7 @@ def patient_list(request):
 @require_GET
 def patient_detail(request, pk: int):
     patient = get_object_or_404(selectors.patients_for_user(request.user), pk=pk)
+    audit_record(action=AuditAction.VIEW, actor=request.user, target=patient)
     lesions = selectors.patient_timeline(patient)
     return render(
         request, "diagnosis/patient_detail.html", {"patient": patient, "lesions": lesions}
@@ -144,6 +146,7 @@ def _case_context(case: Case) -> dict:
 @require_GET
 def case_detail(request, pk: int):
     case = get_object_or_404(selectors.cases_for_user(request.user), pk=pk)
+    audit_record(action=AuditAction.VIEW, actor=request.user, target=case)
     context = _case_context(case)
     earlier = (
         selectors.cases_for_user(request.user)
@@ -170,6 +173,7 @@ def case_status(request, pk: int):
 @require_GET
 def case_image(request, pk: int):
     case = get_object_or_404(selectors.cases_for_user(request.user), pk=pk)
+    audit_record(action=AuditAction.VIEW, actor=request.user, target=case, target_type="case_image")
     extension = "png" if case.image.name.endswith(".png") else "jpg"
     return serve_private_image(case.image, filename=f"case-{case.pk}.{extension}")
 

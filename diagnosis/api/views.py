@@ -18,7 +18,8 @@ from diagnosis.api.serializers import (
     LesionSerializer,
     PatientSerializer,
 )
-from diagnosis.models import Case, CaseStatus
+from diagnosis.audit import audit_record
+from diagnosis.models import AuditAction, Case, CaseStatus
 from diagnosis.views import serve_private_image
 
 
@@ -28,9 +29,20 @@ def _as_drf_error(exc: DjangoValidationError) -> ValidationError:
     return ValidationError({"image": exc.messages})
 
 
+class AuditedRetrieveMixin(mixins.RetrieveModelMixin):
+    """Every API read of one clinical object goes into the audit trail."""
+
+    def retrieve(self, request, *args, **kwargs):
+        instance = self.get_object()
+        audit_record(
+            action=AuditAction.VIEW, actor=request.user, target=instance, detail={"via": "api"}
+        )
+        return Response(self.get_serializer(instance).data)
+
+
 class PatientViewSet(
     mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
+    AuditedRetrieveMixin,
     mixins.CreateModelMixin,
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
@@ -53,22 +65,18 @@ class PatientViewSet(
             raise PermissionDenied(str(exc))
 
     def perform_update(self, serializer):
-        identifier = serializer.validated_data.get("identifier")
-        instance = serializer.instance
-        if identifier and identifier != instance.identifier:
-            clash = selectors.patients_for_user(self.request.user).filter(
-                clinic=instance.clinic, identifier=identifier
+        fields = {k: v for k, v in serializer.validated_data.items() if k != "clinic"}
+        try:
+            serializer.instance = services.patient_update(
+                user=self.request.user, patient=serializer.instance, **fields
             )
-            if clash.exists():
-                raise ValidationError(
-                    {"identifier": "This clinic already has a patient with this identifier."}
-                )
-        serializer.save()
+        except DjangoValidationError as exc:
+            raise _as_drf_error(exc)
 
 
 class LesionViewSet(
     mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
+    AuditedRetrieveMixin,
     mixins.CreateModelMixin,
     viewsets.GenericViewSet,
 ):
@@ -104,7 +112,7 @@ class CaseFilter(filters.FilterSet):
         fields = ["lesion", "patient", "status", "created_after", "created_before"]
 
 
-class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericViewSet):
     serializer_class = CaseSerializer
     filterset_class = CaseFilter
     ordering_fields = ["created_at", "captured_at"]
@@ -153,6 +161,13 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @action(detail=True, methods=["get"])
     def image(self, request, pk=None):
         case = self.get_object()
+        audit_record(
+            action=AuditAction.VIEW,
+            actor=request.user,
+            target=case,
+            target_type="case_image",
+            detail={"via": "api"},
+        )
         extension = "png" if case.image.name.endswith(".png") else "jpg"
         return serve_private_image(case.image, filename=f"case-{case.pk}.{extension}")
 

@@ -1,0 +1,28 @@
+"""Login, logout and failed logins go into the audit trail."""
+
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.dispatch import receiver
+
+from diagnosis.audit import audit_record
+from diagnosis.models import AuditAction
+
+
+@receiver(user_logged_in, dispatch_uid="audit_login")
+def _logged_in(sender, request, user, **kwargs):
+    audit_record(action=AuditAction.LOGIN, actor=user, target=user, target_type="user")
+
+
+@receiver(user_logged_out, dispatch_uid="audit_logout")
+def _logged_out(sender, request, user, **kwargs):
+    if user is not None:
+        audit_record(action=AuditAction.LOGOUT, actor=user, target=user, target_type="user")
+
+
+@receiver(user_login_failed, dispatch_uid="audit_login_failed")
+def _login_failed(sender, credentials, request=None, **kwargs):
+    # Only the attempted username is kept (Django has already masked the password).
+    audit_record(
+        action=AuditAction.LOGIN_FAILED,
+        actor_username=str(credentials.get("username", ""))[:150],
+        target_type="user",
+    )
