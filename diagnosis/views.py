@@ -179,6 +179,17 @@ def case_image(request, pk: int):
 
 
 @login_required
+@require_GET
+def case_heatmap(request, pk: int):
+    case = get_object_or_404(selectors.cases_for_user(request.user), pk=pk)
+    prediction = selectors.latest_prediction(case)
+    if prediction is None or not prediction.heatmap:
+        raise Http404("This case has no heatmap.")
+    audit_record(action=AuditAction.VIEW, actor=request.user, target=case, target_type="heatmap")
+    return serve_private_image(prediction.heatmap, filename=f"case-{case.pk}-heatmap.png")
+
+
+@login_required
 @require_POST
 def case_retry(request, pk: int):
     from ml.services import case_retry as retry

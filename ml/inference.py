@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -150,6 +151,38 @@ class Predictor:
 
     def predict(self, image: Image.Image) -> PredictionResult:
         return self.predict_batch([image])[0]
+
+    def grad_cam(self, image: Image.Image) -> np.ndarray:
+        """Grad-CAM of the malignant head over the trunk's last stage (``layer4``).
+
+        Returns float32[S, S] in [0, 1], in the coordinates of the model's input (the centre crop
+        of the eval preset): where the features that raised the malignant logit were.
+        """
+        batch = self.preprocess([image])
+        captured: dict[str, torch.Tensor] = {}
+
+        def keep(_module, _inputs, output):
+            output.retain_grad()
+            captured["activations"] = output
+
+        layer = self.model.trunk.layer4
+        handle = layer.register_forward_hook(keep)
+        try:
+            with self._lock, torch.enable_grad():
+                malignant_logit, _ = self.model(batch)
+                self.model.zero_grad(set_to_none=True)
+                malignant_logit.sum().backward()
+                activations = captured["activations"]
+                weights = activations.grad.mean(dim=(2, 3), keepdim=True)  # [1, C, 1, 1]
+                cam = torch.relu((weights * activations).sum(dim=1, keepdim=True)).detach()
+                self.model.zero_grad(set_to_none=True)
+        finally:
+            handle.remove()
+        size = batch.shape[-1]
+        cam = torch.nn.functional.interpolate(cam, size=(size, size), mode="bilinear")[0, 0]
+        peak = float(cam.max())
+        cam = cam / peak if peak > 0 else cam
+        return cam.cpu().numpy().astype(np.float32)
 
 
 _cache: dict[tuple[str, str, str], Predictor] = {}

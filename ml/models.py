@@ -1,5 +1,7 @@
 """What the model is (ModelVersion) and what it said (Prediction), and what humans said (Review)."""
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -52,6 +54,10 @@ class ModelVersion(models.Model):
         return {c["code"]: c for c in self.classes}
 
 
+def heatmap_path(instance: "Prediction", filename: str) -> str:
+    return f"heatmaps/{instance.case.clinic_id}/{uuid.uuid4().hex}.png"
+
+
 class PredictionCategory(models.TextChoices):
     BENIGN = "benign", "Benign"
     INDETERMINATE = "indeterminate", "Indeterminate"
@@ -72,7 +78,12 @@ class Prediction(models.Model):
     top_probability = models.FloatField()
     category = models.CharField(max_length=16, choices=PredictionCategory.choices)
     uncertain = models.BooleanField()
-    heatmap = models.FileField(upload_to="heatmaps/", blank=True, max_length=255)
+    heatmap = models.FileField(
+        upload_to=heatmap_path,
+        blank=True,
+        max_length=255,
+        help_text="Grad-CAM of the malignant head: regions that influenced the model (PNG).",
+    )
     inference_ms = models.FloatField()
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

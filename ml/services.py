@@ -222,27 +222,64 @@ def predict_case(*, case_id: int, model_version: ModelVersion | None = None) -> 
     predictor = _predictor_for(model_version)
     image = _load_case_image(case)
     result = predictor.predict(image)
+    heatmap = _heatmap_png(predictor, image) if settings.PREDICTION_HEATMAPS else None
 
-    with transaction.atomic():
-        prediction, _ = Prediction.objects.update_or_create(
-            case=case,
-            model_version=model_version,
-            defaults={
-                "malignant_probability": result.malignant_probability,
-                "malignant_threshold": result.malignant_threshold,
-                "diagnosis_probabilities": result.diagnosis_probabilities,
-                "top_diagnosis": result.top_diagnosis,
-                "top_probability": result.top_probability,
-                "category": result.category,
-                "uncertain": result.uncertain,
-                "inference_ms": result.inference_ms,
-            },
-        )
-        Case.objects.filter(pk=case.pk).update(
-            status=CaseStatus.DONE, error="", updated_at=timezone.now()
-        )
+    stored_heatmap = None
+    try:
+        with transaction.atomic():
+            prediction, _ = Prediction.objects.update_or_create(
+                case=case,
+                model_version=model_version,
+                defaults={
+                    "malignant_probability": result.malignant_probability,
+                    "malignant_threshold": result.malignant_threshold,
+                    "diagnosis_probabilities": result.diagnosis_probabilities,
+                    "top_diagnosis": result.top_diagnosis,
+                    "top_probability": result.top_probability,
+                    "category": result.category,
+                    "uncertain": result.uncertain,
+                    "inference_ms": result.inference_ms,
+                },
+            )
+            if heatmap is not None:
+                stored_heatmap = _attach_heatmap(prediction, heatmap)
+            Case.objects.filter(pk=case.pk).update(
+                status=CaseStatus.DONE, error="", updated_at=timezone.now()
+            )
+    except BaseException:
+        if stored_heatmap:  # the row that would name it was rolled back: leave no orphan
+            prediction.heatmap.storage.delete(stored_heatmap)
+        raise
     logger.info("case %s done in %.0f ms", case_id, result.inference_ms)
     return prediction
+
+
+def _heatmap_png(predictor, image) -> bytes:
+    from ml.heatmaps import render_overlay
+
+    cam = predictor.grad_cam(image)
+    return render_overlay(
+        cam, width=image.width, height=image.height, preprocessing=predictor.preprocessing
+    )
+
+
+def _attach_heatmap(prediction: Prediction, png: bytes) -> str:
+    """Store the heatmap privately and name it on the prediction; returns the stored name.
+    A heatmap it replaces is deleted once the transaction commits."""
+    from django.core.files.base import ContentFile
+
+    previous = prediction.heatmap.name or None
+    storage = prediction.heatmap.storage
+    prediction.heatmap.save("heatmap.png", ContentFile(png), save=False)
+    stored = prediction.heatmap.name
+    try:
+        prediction.save(update_fields=["heatmap"])
+    except BaseException:
+        storage.delete(stored)
+        raise
+    if previous and previous != stored:
+        transaction.on_commit(lambda: storage.delete(previous))
+    return stored
 
 
 def case_mark_failed(*, case_id: int, reason: str) -> None:

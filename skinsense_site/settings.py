@@ -140,6 +140,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 MODEL_ROOT = Path(env.str("MODEL_ROOT", default=str(PRIVATE_MEDIA_ROOT / "models")))
 INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="auto")  # auto | cpu | cuda | cuda:N
 INFERENCE_THREADS = env.int("INFERENCE_THREADS", default=0)  # 0 = torch's default
+# Grad-CAM heatmap of the malignant head with every prediction (about one more forward+backward).
+PREDICTION_HEATMAPS = env.bool("PREDICTION_HEATMAPS", default=True)
 
 # Celery: no broker URL → eager mode, the whole flow runs in one process (embedded default).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")

@@ -180,4 +180,11 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
         prediction = selectors.latest_prediction(case)
         if prediction is None or not prediction.heatmap:
             raise Http404("This case has no heatmap.")
+        audit_record(
+            action=AuditAction.VIEW,
+            actor=request.user,
+            target=case,
+            target_type="heatmap",
+            detail={"via": "api"},
+        )
         return serve_private_image(prediction.heatmap, filename=f"case-{case.pk}-heatmap.png")

@@ -1,11 +1,36 @@
-// Polls the case's status until the prediction arrives, then swaps in the result panel.
+// The case page: polls the case's status until the prediction arrives, then swaps in the result
+// panel; toggles the heatmap overlay ("regions that influenced the model").
 (function () {
   "use strict";
   var panel = document.getElementById("result-panel");
+  var badge = document.getElementById("case-status");
+  var heatmap = document.getElementById("heatmap");
+  var controls = document.getElementById("heatmap-controls");
+  var toggle = document.getElementById("heatmap-toggle");
+
+  function showHeatmapControls() {
+    var result = document.getElementById("result");
+    if (controls && result && result.dataset.hasHeatmap === "true") controls.hidden = false;
+  }
+
+  if (toggle && heatmap) {
+    var apply = function () {
+      if (toggle.checked && !heatmap.getAttribute("src")) heatmap.src = heatmap.dataset.src;
+      heatmap.hidden = !toggle.checked;
+    };
+    toggle.addEventListener("change", apply);
+    document.addEventListener("keydown", function (event) {
+      var tag = (event.target.tagName || "").toLowerCase();
+      if (event.key === "h" && tag !== "input" && tag !== "textarea" && tag !== "select" && !controls.hidden) {
+        toggle.checked = !toggle.checked;
+        apply();
+      }
+    });
+  }
+
   if (!panel || panel.dataset.pending !== "true") return;
   var url = panel.dataset.statusUrl;
   var interval = parseInt(panel.dataset.pollMs, 10) || 1500;
-  var badge = document.getElementById("case-status");
   var failures = 0;
 
   function poll() {
@@ -22,6 +47,7 @@
           badge.className = "status status-" + data.status;
         }
         if (data.pending) window.setTimeout(poll, interval);
+        else showHeatmapControls();
       })
       .catch(function () {
         failures += 1;
