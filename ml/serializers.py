@@ -2,7 +2,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ml.models import ModelVersion, Prediction
+from ml.models import ModelVersion, Prediction, Review
 
 DISCLAIMER = "Decision support, not a diagnosis. The final judgement is the clinician's."
 
@@ -72,3 +72,22 @@ class PredictionSerializer(serializers.ModelSerializer):
         if prediction.model_version.is_demo:
             return "DEMO model — predictions are meaningless. " + DISCLAIMER
         return DISCLAIMER
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    reviewer = serializers.CharField(source="reviewer.username", read_only=True)
+    prediction = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = Review
+        fields = [
+            "id",
+            "prediction",
+            "reviewer",
+            "verdict",
+            "final_diagnosis",
+            "notes",
+            "created_at",
+        ]
+        read_only_fields = ["id", "prediction", "reviewer", "created_at"]
+        extra_kwargs = {"final_diagnosis": {"required": False}, "notes": {"required": False}}

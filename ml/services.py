@@ -315,3 +315,55 @@ def requeue_stuck_cases() -> int:
         if enqueue_prediction(case_id=case_id):
             count += 1
     return count
+
+
+# --- reviews ------------------------------------------------------------------------------
+
+
+def review_submit(
+    *, reviewer, prediction: Prediction, verdict: str, final_diagnosis: str = "", notes: str = ""
+):
+    """A dermatologist's opinion of a prediction: agree, override (with the final diagnosis, a
+    class of the prediction's model) or send back (the image needs redoing). Several reviews
+    per prediction are kept; each is audited."""
+    from django.core.exceptions import PermissionDenied, ValidationError
+
+    from diagnosis.audit import audit_record
+    from diagnosis.models import AuditAction
+    from diagnosis.selectors import user_can_review
+    from ml.models import Review, Verdict
+
+    clinic = prediction.case.clinic
+    if not user_can_review(user=reviewer, clinic=clinic):
+        raise PermissionDenied("Only dermatologists and clinic admins of this clinic can review.")
+    if verdict not in Verdict.values:
+        raise ValidationError({"verdict": f"Choose one of: {', '.join(Verdict.values)}."})
+    codes = prediction.model_version.class_map()
+    if verdict == Verdict.AGREE:
+        final_diagnosis = prediction.top_diagnosis
+    elif verdict == Verdict.OVERRIDE:
+        if final_diagnosis not in codes:
+            raise ValidationError(
+                {
+                    "final_diagnosis": "An override needs the final diagnosis, one of the model's "
+                    f"classes: {', '.join(codes)}."
+                }
+            )
+    else:
+        final_diagnosis = ""
+    with transaction.atomic():
+        review = Review.objects.create(
+            prediction=prediction,
+            reviewer=reviewer,
+            verdict=verdict,
+            final_diagnosis=final_diagnosis,
+            notes=notes.strip(),
+        )
+        audit_record(
+            action=AuditAction.REVIEW,
+            actor=reviewer,
+            clinic=clinic,
+            target=prediction.case,
+            detail={"review": review.pk, "verdict": verdict},
+        )
+    return review

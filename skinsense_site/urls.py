@@ -8,5 +8,6 @@ urlpatterns = [
     path("api/v1/", include("skinsense_site.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("", include("ml.urls")),
     path("", include("diagnosis.urls")),
 ]

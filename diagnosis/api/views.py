@@ -21,6 +21,7 @@ from diagnosis.api.serializers import (
 from diagnosis.audit import audit_record
 from diagnosis.models import AuditAction, Case, CaseStatus
 from diagnosis.views import serve_private_image
+from ml.serializers import ReviewSerializer
 
 
 def _as_drf_error(exc: DjangoValidationError) -> ValidationError:
@@ -170,6 +171,46 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
         )
         extension = "png" if case.image.name.endswith(".png") else "jpg"
         return serve_private_image(case.image, filename=f"case-{case.pk}.{extension}")
+
+    @extend_schema(
+        methods=["GET"], responses=ReviewSerializer(many=True), summary="Reviews of the case"
+    )
+    @extend_schema(
+        methods=["POST"],
+        request=ReviewSerializer,
+        responses={
+            201: ReviewSerializer,
+            403: OpenApiResponse(description="Only dermatologists and clinic admins review."),
+            409: OpenApiResponse(description="The case has no prediction to review yet."),
+        },
+        summary="Review the case's newest prediction",
+    )
+    @action(detail=True, methods=["get", "post"], serializer_class=ReviewSerializer)
+    def reviews(self, request, pk=None):
+        from ml.models import Review
+        from ml.services import review_submit
+
+        case = self.get_object()
+        if request.method == "GET":
+            reviews = Review.objects.filter(prediction__case=case).select_related("reviewer")
+            return Response(ReviewSerializer(reviews, many=True).data)
+        prediction = selectors.latest_prediction(case)
+        if prediction is None:
+            return Response(
+                {"detail": "The case has no prediction to review yet."},
+                status=status.HTTP_409_CONFLICT,
+            )
+        serializer = ReviewSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            review = review_submit(
+                reviewer=request.user, prediction=prediction, **serializer.validated_data
+            )
+        except DjangoPermissionDenied as exc:
+            raise PermissionDenied(str(exc))
+        except DjangoValidationError as exc:
+            raise _as_drf_error(exc)
+        return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         responses={(200, "image/png"): OpenApiResponse(description="The prediction's heatmap")}

@@ -1,0 +1,82 @@
+"""The dermatologist's review queue and review screen."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods
+
+from diagnosis import selectors as diagnosis_selectors
+from diagnosis.audit import audit_record
+from diagnosis.models import AuditAction
+from ml import selectors, services
+from ml.forms import QueueFilterForm, ReviewForm
+
+
+def _require_reviewer(user) -> None:
+    if not diagnosis_selectors.reviewer_clinic_ids(user):
+        raise PermissionDenied("The review queue is for dermatologists and clinic admins.")
+
+
+@login_required
+@require_GET
+def review_queue(request):
+    _require_reviewer(request.user)
+    form = QueueFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    queue = selectors.review_queue(
+        request.user,
+        state=filters.get("state") or "unreviewed",
+        model_version=filters["model_version"].pk if filters.get("model_version") else None,
+        diagnosis=filters.get("diagnosis", ""),
+        since=filters.get("since"),
+        until=filters.get("until"),
+    )
+    page = Paginator(queue, 25).get_page(request.GET.get("page"))
+    return render(request, "ml/review_queue.html", {"form": form, "page": page})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def review_case(request, pk: int):
+    """Review the newest prediction of a case."""
+    _require_reviewer(request.user)
+    case = get_object_or_404(diagnosis_selectors.cases_for_user(request.user), pk=pk)
+    prediction = diagnosis_selectors.latest_prediction(case)
+    if prediction is None or case.clinic_id not in diagnosis_selectors.reviewer_clinic_ids(
+        request.user
+    ):
+        raise PermissionDenied("There is nothing for you to review on this case.")
+    form = ReviewForm(request.POST or None, prediction=prediction)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.review_submit(
+                reviewer=request.user, prediction=prediction, **form.cleaned_data
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            messages.success(request, f"Review of case {case.pk} saved.")
+            following = selectors.next_in_queue(request.user, after=prediction)
+            if following is not None:
+                return redirect("ml:review-case", pk=following.case_id)
+            return redirect("ml:review-queue")
+    audit_record(action=AuditAction.VIEW, actor=request.user, target=case)
+    earlier = (
+        diagnosis_selectors.cases_for_user(request.user)
+        .filter(lesion=case.lesion, captured_at__lt=case.captured_at)
+        .order_by("captured_at")
+    )
+    context = {
+        "case": case,
+        "prediction": prediction,
+        "top_diagnoses": prediction.top_diagnoses(limit=len(prediction.diagnosis_probabilities)),
+        "reviews": prediction.reviews.select_related("reviewer"),
+        "earlier_cases": earlier,
+        "form": form,
+        "queue_url": reverse("ml:review-queue"),
+    }
+    return render(request, "ml/review_case.html", context, status=400 if form.errors else 200)
