@@ -11,6 +11,13 @@ if ! command -v docker-compose >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command 
     || echo "   could not install docker-compose; its test will skip (or fail in CI)"
 fi
 
+# Headless Chromium for the browser tests, from Debian's packages (Playwright never downloads one).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "== installing Debian's chromium (for the browser tests)"
+  (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; }) \
+    || echo "   could not install chromium; the browser tests will skip (or fail in CI)"
+fi
+
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
