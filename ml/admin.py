@@ -1,4 +1,10 @@
+import base64
+
 from django.contrib import admin, messages
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from diagnosis.admin import ReadOnlyAdmin
 from ml.models import ModelVersion, Prediction, Review
@@ -7,9 +13,52 @@ from ml.services import model_version_activate
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyAdmin):
-    list_display = ["name", "version", "backbone", "is_active", "is_demo", "created_at"]
+    list_display = [
+        "name",
+        "version",
+        "backbone",
+        "is_active",
+        "is_demo",
+        "created_at",
+        "performance_link",
+    ]
     list_filter = ["is_active", "is_demo", "backbone"]
     actions = ["activate"]
+
+    @admin.display(description="Performance")
+    def performance_link(self, obj):
+        url = reverse("admin:ml_modelversion_performance", args=[obj.pk])
+        return format_html('<a href="{}">against reviews</a>', url)
+
+    def get_urls(self):
+        extra = [
+            path(
+                "<int:pk>/performance/",
+                self.admin_site.admin_view(self.performance_view),
+                name="ml_modelversion_performance",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def performance_view(self, request, pk: int):
+        """The model version measured against the reviewers' final diagnoses."""
+        from ml.performance import calibration_png, performance
+        from ml.selectors import reviewed_predictions
+
+        model_version = get_object_or_404(ModelVersion, pk=pk)
+        codes = [c["code"] for c in model_version.classes]
+        report = performance(reviewed_predictions(model_version), codes)
+        rows = list(zip(report["labels"], report["confusion_matrix"], strict=True))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Performance of {model_version} against reviews",
+            "model_version": model_version,
+            "report": report,
+            "matrix_rows": rows,
+            "calibration_png": base64.b64encode(calibration_png(report)).decode(),
+        }
+        return TemplateResponse(request, "admin/ml/modelversion/performance.html", context)
 
     def has_change_permission(self, request, obj=None):
         return False

@@ -70,3 +70,40 @@ def review_queue(
 
 def next_in_queue(user, *, after: Prediction) -> Prediction | None:
     return review_queue(user).exclude(pk=after.pk).first()
+
+
+def reviewed_predictions(model_version, *, clinic_ids: list[int] | None = None) -> list:
+    """One ReviewedPrediction per prediction of this model version whose latest review states a
+    final diagnosis (agree or override; "send back" says nothing about the diagnosis)."""
+    from ml.performance import ReviewedPrediction
+
+    classes = model_version.class_map()
+    reviews = (
+        Review.objects.filter(
+            prediction__model_version=model_version, verdict__in=[Verdict.AGREE, Verdict.OVERRIDE]
+        )
+        .select_related("prediction__case__clinic", "prediction__case__lesion__patient")
+        .order_by("prediction_id", "-created_at")
+    )
+    if clinic_ids is not None:
+        reviews = reviews.filter(prediction__case__clinic_id__in=clinic_ids)
+    records, seen = [], set()
+    for review in reviews:
+        if review.prediction_id in seen:
+            continue  # an earlier review of a prediction already counted with its latest one
+        seen.add(review.prediction_id)
+        prediction = review.prediction
+        case = prediction.case
+        records.append(
+            ReviewedPrediction(
+                top_diagnosis=prediction.top_diagnosis,
+                predicted_category=prediction.category,
+                malignant_probability=prediction.malignant_probability,
+                final_diagnosis=review.final_diagnosis,
+                final_category=classes.get(review.final_diagnosis, {}).get("category", ""),
+                clinic=case.clinic.name,
+                fitzpatrick_type=case.lesion.patient.fitzpatrick_type,
+                anatomic_site=case.lesion.anatomic_site,
+            )
+        )
+    return records
