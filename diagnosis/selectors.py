@@ -50,13 +50,16 @@ def _predictions_prefetch() -> Prefetch:
 
     return Prefetch(
         "predictions",
-        queryset=Prediction.objects.select_related("model_version").order_by("-created_at"),
+        queryset=Prediction.objects.filter(shadow=False)
+        .select_related("model_version")
+        .order_by("-created_at"),
         to_attr="prediction_list",
     )
 
 
 def with_predictions(queryset: QuerySet[Case]) -> QuerySet[Case]:
-    """Cases with their predictions (newest first) in ``case.prediction_list``."""
+    """Cases with their predictions (newest first, shadow runs left out) in
+    ``case.prediction_list``."""
     return queryset.select_related("lesion__patient", "clinic", "submitted_by").prefetch_related(
         _predictions_prefetch()
     )
@@ -65,7 +68,11 @@ def with_predictions(queryset: QuerySet[Case]) -> QuerySet[Case]:
 def latest_prediction(case: Case):
     predictions = getattr(case, "prediction_list", None)
     if predictions is None:
-        predictions = list(case.predictions.select_related("model_version").order_by("-created_at"))
+        predictions = list(
+            case.predictions.filter(shadow=False)
+            .select_related("model_version")
+            .order_by("-created_at")
+        )
     return predictions[0] if predictions else None
 
 

@@ -36,9 +36,30 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                 "<int:pk>/performance/",
                 self.admin_site.admin_view(self.performance_view),
                 name="ml_modelversion_performance",
-            )
+            ),
+            path(
+                "<int:pk>/compare/<int:other>/",
+                self.admin_site.admin_view(self.compare_view),
+                name="ml_modelversion_compare",
+            ),
         ]
         return extra + super().get_urls()
+
+    def compare_view(self, request, pk: int, other: int):
+        """Where two model versions disagree on the same cases (after a shadow re-run)."""
+        from ml.selectors import model_comparison
+
+        first = get_object_or_404(ModelVersion, pk=pk)
+        second = get_object_or_404(ModelVersion, pk=other)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"{first} compared with {second}",
+            "first": first,
+            "second": second,
+            "comparison": model_comparison(first, second),
+        }
+        return TemplateResponse(request, "admin/ml/modelversion/compare.html", context)
 
     def performance_view(self, request, pk: int):
         """The model version measured against the reviewers' final diagnoses."""

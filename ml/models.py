@@ -78,6 +78,11 @@ class Prediction(models.Model):
     top_probability = models.FloatField()
     category = models.CharField(max_length=16, choices=PredictionCategory.choices)
     uncertain = models.BooleanField()
+    shadow = models.BooleanField(
+        default=False,
+        help_text="Made by re-running the case with a model that was not the active one "
+        "(shadow comparison); not shown as the case's result.",
+    )
     heatmap = models.FileField(
         upload_to=heatmap_path,
         blank=True,

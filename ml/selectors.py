@@ -39,7 +39,9 @@ def review_queue(
     they review. Unreviewed first, then the riskiest (uncertain, then highest malignant
     probability), oldest first among equals."""
     latest_for_case = (
-        Prediction.objects.filter(case=OuterRef("case")).order_by("-created_at").values("pk")[:1]
+        Prediction.objects.filter(case=OuterRef("case"), shadow=False)
+        .order_by("-created_at")
+        .values("pk")[:1]
     )
     last_verdict = Review.objects.filter(prediction=OuterRef("pk")).order_by("-created_at")
     queryset = (
@@ -107,3 +109,39 @@ def reviewed_predictions(model_version, *, clinic_ids: list[int] | None = None) 
             )
         )
     return records
+
+
+def model_comparison(first, second) -> dict:
+    """Cases predicted by both model versions, and where the two disagree (shadow comparison)."""
+    pairs: dict[int, dict] = {}
+    predictions = Prediction.objects.filter(model_version__in=[first, second]).select_related(
+        "case__lesion__patient", "case__clinic"
+    )
+    for prediction in predictions:
+        pairs.setdefault(prediction.case_id, {})[prediction.model_version_id] = prediction
+    both = [(p[first.pk], p[second.pk]) for p in pairs.values() if len(p) == 2]
+    disagreements = [
+        {
+            "case": a.case,
+            "first": a,
+            "second": b,
+            "category_differs": a.category != b.category,
+            "diagnosis_differs": a.top_diagnosis != b.top_diagnosis,
+        }
+        for a, b in both
+        if a.category != b.category or a.top_diagnosis != b.top_diagnosis
+    ]
+    disagreements.sort(key=lambda d: (not d["category_differs"], d["case"].pk))
+    compared = len(both)
+    return {
+        "compared": compared,
+        "category_agreement": (
+            sum(a.category == b.category for a, b in both) / compared if compared else None
+        ),
+        "diagnosis_agreement": (
+            sum(a.top_diagnosis == b.top_diagnosis for a, b in both) / compared
+            if compared
+            else None
+        ),
+        "disagreements": disagreements,
+    }

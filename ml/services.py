@@ -196,9 +196,13 @@ def _load_case_image(case: Case):
         raise PermanentPredictionError(f"The stored image could not be read: {exc}") from exc
 
 
-def predict_case(*, case_id: int, model_version: ModelVersion | None = None) -> Prediction | None:
+def predict_case(
+    *, case_id: int, model_version: ModelVersion | None = None, shadow: bool = False
+) -> Prediction | None:
     """Run the model on one case and store its one Prediction; the case becomes ``done``.
 
+    With ``shadow`` (another model version than the active one, for comparison) the prediction
+    is stored flagged as a shadow run and the case's status is left alone.
     Idempotent: a case that already has a prediction from this model version is left as it is.
     Raises PermanentPredictionError for failures that retrying cannot fix.
     """
@@ -212,12 +216,13 @@ def predict_case(*, case_id: int, model_version: ModelVersion | None = None) -> 
             raise PermanentPredictionError("No active model is registered.")
         existing = Prediction.objects.filter(case=case, model_version=model_version).first()
         if existing is not None:
-            if case.status != CaseStatus.DONE:
+            if case.status != CaseStatus.DONE and not existing.shadow:
                 Case.objects.filter(pk=case.pk).update(status=CaseStatus.DONE, error="")
             return existing
-        case.status = CaseStatus.PROCESSING
-        case.attempts += 1
-        case.save(update_fields=["status", "attempts", "updated_at"])
+        if not shadow:
+            case.status = CaseStatus.PROCESSING
+            case.attempts += 1
+            case.save(update_fields=["status", "attempts", "updated_at"])
 
     predictor = _predictor_for(model_version)
     image = _load_case_image(case)
@@ -239,13 +244,15 @@ def predict_case(*, case_id: int, model_version: ModelVersion | None = None) -> 
                     "category": result.category,
                     "uncertain": result.uncertain,
                     "inference_ms": result.inference_ms,
+                    "shadow": shadow,
                 },
             )
             if heatmap is not None:
                 stored_heatmap = _attach_heatmap(prediction, heatmap)
-            Case.objects.filter(pk=case.pk).update(
-                status=CaseStatus.DONE, error="", updated_at=timezone.now()
-            )
+            if not shadow:
+                Case.objects.filter(pk=case.pk).update(
+                    status=CaseStatus.DONE, error="", updated_at=timezone.now()
+                )
     except BaseException:
         if stored_heatmap:  # the row that would name it was rolled back: leave no orphan
             prediction.heatmap.storage.delete(stored_heatmap)
@@ -367,3 +374,23 @@ def review_submit(
             detail={"review": review.pk, "verdict": verdict},
         )
     return review
+
+
+# --- shadow comparison ----------------------------------------------------------------------
+
+
+def shadow_run_enqueue(*, case_ids: list[int], model_version: ModelVersion) -> int:
+    """Re-run cases with another model version, for comparison; their shown results stay."""
+    from ml.tasks import predict_case_task
+
+    sent = 0
+    for case_id in case_ids:
+        try:
+            predict_case_task.apply_async(
+                args=[case_id], kwargs={"model_version_id": model_version.pk}, retry=False
+            )
+        except Exception as exc:  # noqa: BLE001 - a broker outage: report, don't crash
+            logger.warning("could not enqueue shadow run of case %s: %s", case_id, exc)
+        else:
+            sent += 1
+    return sent

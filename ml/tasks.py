@@ -24,13 +24,34 @@ MAX_RETRIES = 3
     soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
     time_limit=settings.CELERY_TASK_TIME_LIMIT,
 )
-def predict_case_task(self, case_id: int) -> None:
-    """Predict one case; retried with exponential backoff, marked failed with a reason at last."""
+def predict_case_task(self, case_id: int, model_version_id: int | None = None) -> None:
+    """Predict one case; retried with exponential backoff, marked failed with a reason at last.
+
+    With ``model_version_id`` of a model that is not the active one, this is a shadow run: its
+    failures are logged and never touch the case's status.
+    """
+    shadow_of = None
+    if model_version_id is not None:
+        from ml.models import ModelVersion
+
+        shadow_of = ModelVersion.objects.filter(pk=model_version_id, is_active=False).first()
+        if shadow_of is None and not ModelVersion.objects.filter(pk=model_version_id).exists():
+            logger.warning("case %s: model version %s no longer exists", case_id, model_version_id)
+            return
     try:
-        services.predict_case(case_id=case_id)
+        services.predict_case(
+            case_id=case_id,
+            model_version=shadow_of,
+            shadow=shadow_of is not None,
+        )
     except services.PermanentPredictionError as exc:
+        if shadow_of is not None:
+            logger.warning("shadow run of case %s with %s failed: %s", case_id, shadow_of, exc)
+            return
         services.case_mark_failed(case_id=case_id, reason=str(exc))
     except SoftTimeLimitExceeded:
+        if shadow_of is not None:
+            return
         services.case_mark_failed(
             case_id=case_id,
             reason=f"The prediction took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s "
@@ -39,6 +60,8 @@ def predict_case_task(self, case_id: int) -> None:
     except Exception as exc:
         if self.request.retries >= self.max_retries:
             logger.exception("case %s: prediction failed after retries", case_id)
+            if shadow_of is not None:
+                return
             services.case_mark_failed(
                 case_id=case_id,
                 reason=f"The prediction failed after {self.max_retries + 1} attempts "

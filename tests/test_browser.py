@@ -81,7 +81,13 @@ def test_a_clinician_uploads_an_image_for_a_new_patient_and_sees_the_result(
 
 
 def test_the_case_page_updates_itself_when_the_prediction_arrives(
-    browser_page, live_server, clinician, clinic, settings, small_checkpoint_file, tmp_path,
+    browser_page,
+    live_server,
+    clinician,
+    clinic,
+    settings,
+    small_checkpoint_file,
+    tmp_path,
     monkeypatch,
 ):
     from skinsense_site.celery import app as celery_app

@@ -1,0 +1,101 @@
+
+import pytest
+from django.urls import reverse
+
+from diagnosis.models import CaseStatus
+from ml.checkpoint import save_checkpoint
+from ml.models import Prediction
+from ml.selectors import model_comparison
+from ml.services import model_version_activate, model_version_register, shadow_run_enqueue
+from tests.conftest import api_client_for, small_checkpoint
+from tests.test_review import predicted_case
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def candidate(tmp_path):
+    path = tmp_path / "candidate.pt"
+    save_checkpoint(small_checkpoint(seed=11), path)
+    return model_version_register(path=path, name="candidate", version="2")
+
+
+def test_activating_a_version_leaves_exactly_one_active(active_model, candidate):
+    model_version_activate(model_version=candidate)
+    active_model.refresh_from_db()
+    assert candidate.is_active and not active_model.is_active
+
+
+def test_a_shadow_run_adds_a_prediction_without_changing_the_case_result(
+    client, clinic, clinician, active_model, candidate, django_capture_on_commit_callbacks
+):
+    case = predicted_case(clinic, clinician, active_model)
+    shown = case.predictions.get()
+    assert shadow_run_enqueue(case_ids=[case.pk], model_version=candidate) == 1
+    shadow = Prediction.objects.get(case=case, model_version=candidate)
+    assert shadow.shadow and not shown.shadow
+    case.refresh_from_db()
+    assert case.status == CaseStatus.DONE
+    body = api_client_for(clinician).get(f"/api/v1/cases/{case.pk}/").json()
+    assert body["prediction"]["id"] == shown.pk
+    # Running it again does not duplicate it.
+    shadow_run_enqueue(case_ids=[case.pk], model_version=candidate)
+    assert Prediction.objects.filter(case=case, model_version=candidate).count() == 1
+
+
+def test_the_comparison_lists_the_cases_where_two_versions_disagree(
+    client, admin_user, clinic, clinician, active_model, candidate
+):
+    same = predicted_case(clinic, clinician, active_model, malignant=0.1, top="NV", seed=1)
+    differ = predicted_case(clinic, clinician, active_model, malignant=0.9, top="MEL", seed=2)
+    only_first = predicted_case(clinic, clinician, active_model, seed=3)
+    for case, (malignant, top, category) in (
+        (same, (0.12, "NV", "benign")),
+        (differ, (0.2, "NV", "benign")),
+    ):
+        probabilities = {c["code"]: 0.0 for c in candidate.classes} | {top: 1.0}
+        Prediction.objects.create(
+            case=case,
+            model_version=candidate,
+            malignant_probability=malignant,
+            malignant_threshold=0.5,
+            diagnosis_probabilities=probabilities,
+            top_diagnosis=top,
+            top_probability=1.0,
+            category=category,
+            uncertain=False,
+            inference_ms=1,
+            shadow=True,
+        )
+    comparison = model_comparison(active_model, candidate)
+    assert comparison["compared"] == 2
+    assert comparison["category_agreement"] == 0.5
+    assert [d["case"].pk for d in comparison["disagreements"]] == [differ.pk]
+    assert only_first.pk not in [d["case"].pk for d in comparison["disagreements"]]
+
+    client.force_login(admin_user)
+    page = client.get(
+        reverse("admin:ml_modelversion_compare", args=[active_model.pk, candidate.pk])
+    )
+    assert page.status_code == 200 and b'id="category-agreement">0.500<' in page.content
+
+
+def test_the_admin_action_queues_shadow_runs(
+    client, admin_user, clinic, clinician, active_model, candidate
+):
+    case = predicted_case(clinic, clinician, active_model)
+    client.force_login(admin_user)
+    url = reverse("admin:diagnosis_case_changelist")
+    form = client.post(url, {"action": "rerun_with_model_version", "_selected_action": [case.pk]})
+    assert form.status_code == 200 and b"candidate 2" in form.content
+    done = client.post(
+        url,
+        {
+            "action": "rerun_with_model_version",
+            "_selected_action": [case.pk],
+            "model_version": candidate.pk,
+            "apply": "Re-run",
+        },
+    )
+    assert done.status_code == 302
+    assert Prediction.objects.filter(case=case, model_version=candidate, shadow=True).exists()
