@@ -1,9 +1,9 @@
 """The REST API under /api/v1/ (paths fixed in DESIGN.md)."""
 
 from django.urls import include, path
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
+from diagnosis.api.auth import MeView, TokenView
 from diagnosis.api.views import CaseViewSet, LesionViewSet, PatientViewSet
 from ml.api import ModelVersionViewSet
 
@@ -16,6 +16,7 @@ router.register("models", ModelVersionViewSet, basename="modelversion")
 app_name = "api"
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="token"),
+    path("auth/token/", TokenView.as_view(), name="token"),
+    path("me/", MeView.as_view(), name="me"),
     path("", include(router.urls)),
 ]

@@ -36,6 +36,16 @@ def port_open(host: str, port: int) -> bool:
 
 
 @pytest.fixture(autouse=True)
+def fresh_cache():
+    """Throttling counts live in the cache: every test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def private_storage(settings, tmp_path):
     """Each test stores images and models in its own folder."""
     media = tmp_path / "private"

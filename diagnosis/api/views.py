@@ -2,16 +2,17 @@
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Exists, OuterRef
 from django.http import Http404
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from diagnosis import selectors, services
+from diagnosis import idempotency, selectors, services
 from diagnosis.api.serializers import (
     CaseCreateSerializer,
     CaseSerializer,
@@ -21,6 +22,7 @@ from diagnosis.api.serializers import (
 from diagnosis.audit import audit_record
 from diagnosis.models import AuditAction, Case, CaseStatus
 from diagnosis.views import serve_private_image
+from ml.models import Prediction, Review
 from ml.serializers import ReviewSerializer
 
 
@@ -103,14 +105,37 @@ class LesionViewSet(
 
 
 class CaseFilter(filters.FilterSet):
+    """Filters on the case and on its shown (non-shadow) predictions."""
+
     patient = filters.NumberFilter(field_name="lesion__patient")
     created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     status = filters.ChoiceFilter(choices=CaseStatus.choices)
+    top_diagnosis = filters.CharFilter(method="filter_prediction", label="Top diagnosis code")
+    category = filters.ChoiceFilter(
+        choices=[
+            ("benign", "benign"),
+            ("indeterminate", "indeterminate"),
+            ("malignant", "malignant"),
+        ],
+        method="filter_prediction",
+    )
+    model_version = filters.NumberFilter(method="filter_prediction")
+    reviewed = filters.BooleanFilter(method="filter_reviewed")
 
     class Meta:
         model = Case
         fields = ["lesion", "patient", "status", "created_after", "created_before"]
+
+    def filter_prediction(self, queryset, name, value):
+        field = {"model_version": "model_version_id"}.get(name, name)
+        return queryset.filter(
+            Exists(Prediction.objects.filter(case=OuterRef("pk"), shadow=False, **{field: value}))
+        )
+
+    def filter_reviewed(self, queryset, name, value):
+        reviewed = Exists(Review.objects.filter(prediction__case=OuterRef("pk")))
+        return queryset.filter(reviewed if value else ~reviewed)
 
 
 class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericViewSet):
@@ -122,6 +147,11 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
     def get_queryset(self):
         return selectors.cases_for_user(self.request.user).order_by("-created_at")
 
+    def get_throttles(self):
+        if self.action == "create":
+            self.throttle_scope = "uploads"
+        return super().get_throttles()
+
     def get_parsers(self):
         if getattr(self, "action", None) == "create":
             return [MultiPartParser(), FormParser()]
@@ -129,18 +159,39 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
 
     @extend_schema(
         request={"multipart/form-data": CaseCreateSerializer},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Retry safely: the same key and body give back the same case.",
+            )
+        ],
         responses={
             202: OpenApiResponse(CaseSerializer, description="Accepted: the case is queued."),
             200: OpenApiResponse(
                 CaseSerializer, description="This image was already submitted for this lesion."
             ),
             400: OpenApiResponse(description="Invalid input or refused image, with a message."),
+            409: OpenApiResponse(
+                description="This Idempotency-Key was used with a different request."
+            ),
         },
     )
     def create(self, request, *args, **kwargs):
         serializer = CaseCreateSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if key:
+            if len(key) > 255:
+                raise ValidationError({"Idempotency-Key": "At most 255 characters."})
+            fingerprint = idempotency.fingerprint(data)
+            replay = idempotency.lookup(user=request.user, key=key, fingerprint=fingerprint)
+            if replay is not None:
+                case = selectors.cases_for_user(request.user).get(pk=replay.case_id)
+                body = CaseSerializer(case, context=self.get_serializer_context()).data
+                return Response(body, status=replay.response_status)
         try:
             submission = services.case_submit(
                 user=request.user,
@@ -152,11 +203,18 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
             )
         except DjangoValidationError as exc:
             raise _as_drf_error(exc)
+        response_status = status.HTTP_202_ACCEPTED if submission.created else status.HTTP_200_OK
+        if key:
+            idempotency.remember(
+                user=request.user,
+                key=key,
+                fingerprint=fingerprint,
+                case=submission.case,
+                response_status=response_status,
+            )
         case = selectors.cases_for_user(request.user).get(pk=submission.case.pk)
         body = CaseSerializer(case, context=self.get_serializer_context()).data
-        return Response(
-            body, status=status.HTTP_202_ACCEPTED if submission.created else status.HTTP_200_OK
-        )
+        return Response(body, status=response_status)
 
     @extend_schema(responses={(200, "image/jpeg"): OpenApiResponse(description="The stored image")})
     @action(detail=True, methods=["get"])
@@ -187,7 +245,6 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
     )
     @action(detail=True, methods=["get", "post"], serializer_class=ReviewSerializer)
     def reviews(self, request, pk=None):
-        from ml.models import Review
         from ml.services import review_submit
 
         case = self.get_object()
