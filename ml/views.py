@@ -42,8 +42,8 @@ def review_queue(request):
 @require_http_methods(["GET", "POST"])
 def review_case(request, pk: int):
     """Review the newest prediction of a case."""
-    _require_reviewer(request.user)
     case = get_object_or_404(diagnosis_selectors.cases_for_user(request.user), pk=pk)
+    _require_reviewer(request.user)
     prediction = diagnosis_selectors.latest_prediction(case)
     if prediction is None or case.clinic_id not in diagnosis_selectors.reviewer_clinic_ids(
         request.user

@@ -1,0 +1,122 @@
+"""Every route that names a clinical object answers 404 to a member of another clinic.
+
+The routes are read from the API router and the URLconf, not listed by hand: a new route that
+takes an object id is covered (or fails here until its object type is mapped).
+"""
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from diagnosis import services
+from skinsense_site.api_urls import router
+from tests import images
+from tests.conftest import api_client_for, logged_in_client, upload
+from tests.factories import LesionFactory, PatientFactory
+from tests.test_review import predicted_case
+
+pytestmark = pytest.mark.django_db
+
+# Which object a route's <pk> names, by route-name prefix.
+OBJECT_OF_ROUTE = {"patient": "patient", "lesion": "lesion", "case": "case", "review-case": "case"}
+NOT_CLINICAL = {"modelversion"}  # the registry is the same for everyone
+
+
+@pytest.fixture
+def foreign(other_clinic, outsider, active_model):
+    case = predicted_case(other_clinic, outsider, active_model)
+    return {"case": case, "lesion": case.lesion, "patient": case.lesion.patient}
+
+
+def api_detail_routes():
+    for url in router.get_urls():
+        name = url.name or ""
+        basename = name.rsplit("-", 1)[0]
+        if "pk" not in url.pattern.regex.groupindex or basename in NOT_CLINICAL:
+            continue
+        actions = url.callback.actions  # {"get": "retrieve", "patch": "partial_update", ...}
+        for method in actions:
+            yield name, basename, method
+
+
+def web_detail_routes():
+    def walk(patterns, namespace=""):
+        for entry in patterns:
+            if isinstance(entry, URLResolver):
+                space = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+                if entry.namespace in (None, "api", "admin"):
+                    continue
+                yield from walk(entry.url_patterns, space)
+            elif isinstance(entry, URLPattern) and "pk" in entry.pattern.regex.groupindex:
+                yield namespace + entry.name
+
+    yield from walk(get_resolver().url_patterns)
+
+
+def test_every_api_route_with_an_object_id_is_404_for_an_outsider(clinician, foreign):
+    api = api_client_for(clinician)
+    checked = 0
+    for name, basename, method in api_detail_routes():
+        obj = foreign[OBJECT_OF_ROUTE[basename]]
+        url = reverse(f"api:{name}", kwargs={"pk": obj.pk})
+        response = getattr(api, method)(url, {}, format="json")
+        assert response.status_code == 404, (method, url, response.status_code)
+        checked += 1
+    assert checked >= 8  # patient get/put/patch, lesion get, case get + image/heatmap/reviews
+
+
+def test_every_page_with_an_object_id_is_404_for_an_outsider(client, clinician, colleague, foreign):
+    for user in (clinician, colleague):  # a dermatologist of the other clinic too
+        logged_in_client(client, user)
+        names = list(web_detail_routes())
+        assert len(names) >= 6
+        for name in names:
+            prefix = name.split(":")[-1].rsplit("-", 1)[0]
+            key = name.split(":")[-1] if name.split(":")[-1] in OBJECT_OF_ROUTE else prefix
+            obj = foreign[OBJECT_OF_ROUTE[key]]
+            url = reverse(name, kwargs={"pk": obj.pk})
+            codes = {method: getattr(client, method)(url).status_code for method in ("get", "post")}
+            # 405 only for a method the view does not take at all; every other answer is 404.
+            assert set(codes.values()) <= {404, 405} and 404 in codes.values(), (user, url, codes)
+        client.logout()
+
+
+def test_anonymous_is_redirected_to_login_or_401(client, foreign):
+    for name in web_detail_routes():
+        response = client.get(reverse(name, kwargs={"pk": foreign["case"].pk}))
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    from rest_framework.test import APIClient
+
+    for name, basename, method in api_detail_routes():
+        url = reverse(f"api:{name}", kwargs={"pk": foreign[OBJECT_OF_ROUTE[basename]].pk})
+        assert getattr(APIClient(), method)(url).status_code == 401
+
+
+def test_mass_assignment_of_server_owned_fields_is_ignored(clinician, clinic, other_clinic):
+    api = api_client_for(clinician)
+    patient = api.post(
+        "/api/v1/patients/",
+        {
+            "identifier": "MA-1",
+            "created_by": 999,
+            "id": 12345,
+            "created_at": "2001-01-01T00:00:00Z",
+        },
+    ).json()
+    assert patient["id"] != 12345 and not patient["created_at"].startswith("2001")
+    moved = api.patch(f"/api/v1/patients/{patient['id']}/", {"clinic": other_clinic.pk})
+    assert moved.status_code == 400
+    lesion = api.post(
+        "/api/v1/lesions/", {"patient": patient["id"], "label": "x", "clinic": other_clinic.pk}
+    ).json()
+    assert lesion["clinic"] == clinic.pk
+    case = services.case_submit(
+        user=clinician,
+        lesion=LesionFactory(patient=PatientFactory(clinic=clinic)),
+        upload=upload(images.jpeg_bytes()),
+    ).case
+    for method in ("put", "patch", "delete"):
+        assert (
+            getattr(api, method)(f"/api/v1/cases/{case.pk}/", {"status": "done"}).status_code == 405
+        )
+    case.refresh_from_db()
+    assert case.status == "queued"
