@@ -231,9 +231,11 @@ class AuditEventQuerySet(models.QuerySet):
         raise AppendOnlyError("audit events cannot be deleted")
 
     def for_clinic_admin(self, user):
-        return self.filter(
-            clinic__memberships__user=user, clinic__memberships__role=Role.CLINIC_ADMIN
-        )
+        """Events of the clinics the user administers, and the logins/logouts of their
+        members (those carry no clinic)."""
+        clinics = Membership.objects.filter(user=user, role=Role.CLINIC_ADMIN).values("clinic")
+        members = Membership.objects.filter(clinic__in=clinics).values("user")
+        return self.filter(Q(clinic__in=clinics) | Q(clinic__isnull=True, actor__in=members))
 
 
 class AuditEvent(models.Model):

@@ -4,19 +4,22 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from diagnosis.api.auth import MeView, TokenView
-from diagnosis.api.views import CaseViewSet, LesionViewSet, PatientViewSet
-from ml.api import ModelVersionViewSet
+from diagnosis.api.views import AuditEventViewSet, CaseViewSet, LesionViewSet, PatientViewSet
+from ml.api import ModelVersionViewSet, PredictionExportView, ReviewQueueViewSet
 
 router = DefaultRouter()
 router.register("patients", PatientViewSet, basename="patient")
 router.register("lesions", LesionViewSet, basename="lesion")
 router.register("cases", CaseViewSet, basename="case")
 router.register("models", ModelVersionViewSet, basename="modelversion")
+router.register("review-queue", ReviewQueueViewSet, basename="review-queue")
+router.register("audit-events", AuditEventViewSet, basename="auditevent")
 
 app_name = "api"
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="token"),
     path("me/", MeView.as_view(), name="me"),
+    path("exports/predictions.csv", PredictionExportView.as_view(), name="export-predictions"),
     path("", include(router.urls)),
 ]

@@ -17,14 +17,28 @@ from tests.test_review import predicted_case
 pytestmark = pytest.mark.django_db
 
 # Which object a route's <pk> names, by route-name prefix.
-OBJECT_OF_ROUTE = {"patient": "patient", "lesion": "lesion", "case": "case", "review-case": "case"}
+OBJECT_OF_ROUTE = {
+    "patient": "patient",
+    "lesion": "lesion",
+    "case": "case",
+    "review-case": "case",
+    "auditevent": "auditevent",
+}
 NOT_CLINICAL = {"modelversion"}  # the registry is the same for everyone
 
 
 @pytest.fixture
 def foreign(other_clinic, outsider, active_model):
+    from diagnosis.models import AuditEvent
+
     case = predicted_case(other_clinic, outsider, active_model)
-    return {"case": case, "lesion": case.lesion, "patient": case.lesion.patient}
+    event = AuditEvent.objects.filter(clinic=other_clinic).first()
+    return {
+        "case": case,
+        "lesion": case.lesion,
+        "patient": case.lesion.patient,
+        "auditevent": event,
+    }
 
 
 def api_detail_routes():

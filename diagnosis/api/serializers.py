@@ -7,6 +7,7 @@ from diagnosis import selectors
 from diagnosis.models import (
     ANATOMIC_SITE_CHOICES,
     IMAGE_TYPE_CHOICES,
+    AuditEvent,
     Case,
     Clinic,
     Lesion,
@@ -149,3 +150,21 @@ class CaseCreateSerializer(serializers.Serializer):
     )
     notes = serializers.CharField(required=False, allow_blank=True, default="")
     captured_at = serializers.DateTimeField(required=False)
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "at",
+            "actor",
+            "actor_username",
+            "clinic",
+            "action",
+            "target_type",
+            "target_id",
+            "ip",
+            "detail",
+        ]
+        read_only_fields = fields

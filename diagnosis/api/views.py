@@ -14,13 +14,14 @@ from rest_framework.response import Response
 
 from diagnosis import idempotency, selectors, services
 from diagnosis.api.serializers import (
+    AuditEventSerializer,
     CaseCreateSerializer,
     CaseSerializer,
     LesionSerializer,
     PatientSerializer,
 )
 from diagnosis.audit import audit_record
-from diagnosis.models import AuditAction, Case, CaseStatus
+from diagnosis.models import AuditAction, AuditEvent, Case, CaseStatus, Membership, Role
 from diagnosis.views import serve_private_image
 from ml.models import Prediction, Review
 from ml.serializers import ReviewSerializer
@@ -286,3 +287,32 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
             detail={"via": "api"},
         )
         return serve_private_image(prediction.heatmap, filename=f"case-{case.pk}-heatmap.png")
+
+
+class AuditEventFilter(filters.FilterSet):
+    at_after = filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
+    at_before = filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["actor", "actor_username", "clinic", "action", "target_type", "target_id"]
+
+
+class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
+    """The audit trail, read-only: staff see every clinic's, clinic admins their clinics'."""
+
+    serializer_class = AuditEventSerializer
+    filterset_class = AuditEventFilter
+    ordering_fields = ["at"]
+
+    def get_queryset(self):
+        user = self.request.user
+        if getattr(self, "swagger_fake_view", False):
+            return AuditEvent.objects.none()
+        if user.is_staff:
+            return AuditEvent.objects.all()
+        if not Membership.objects.filter(user=user, role=Role.CLINIC_ADMIN).exists():
+            if self.action == "list":
+                raise PermissionDenied("The audit trail is for clinic admins and auditors.")
+            return AuditEvent.objects.none()  # one event: 404, like any object not yours
+        return AuditEvent.objects.for_clinic_admin(user)
