@@ -253,6 +253,13 @@ def predict_case(
                 Case.objects.filter(pk=case.pk).update(
                     status=CaseStatus.DONE, error="", updated_at=timezone.now()
                 )
+                from diagnosis import webhooks
+
+                webhooks.dispatch(
+                    clinic=case.clinic,
+                    event=webhooks.WebhookEvent.PREDICTION_COMPLETED,
+                    payload=webhooks.prediction_payload(prediction),
+                )
     except BaseException:
         if stored_heatmap:  # the row that would name it was rolled back: leave no orphan
             prediction.heatmap.storage.delete(stored_heatmap)
@@ -372,6 +379,13 @@ def review_submit(
             clinic=clinic,
             target=prediction.case,
             detail={"review": review.pk, "verdict": verdict},
+        )
+        from diagnosis import webhooks
+
+        webhooks.dispatch(
+            clinic=clinic,
+            event=webhooks.WebhookEvent.REVIEW_CREATED,
+            payload=webhooks.review_payload(review),
         )
     return review
 

@@ -4,7 +4,13 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from diagnosis.api.auth import MeView, TokenView
-from diagnosis.api.views import AuditEventViewSet, CaseViewSet, LesionViewSet, PatientViewSet
+from diagnosis.api.views import (
+    AuditEventViewSet,
+    CaseViewSet,
+    LesionViewSet,
+    PatientViewSet,
+    WebhookViewSet,
+)
 from ml.api import ModelVersionViewSet, PredictionExportView, ReviewQueueViewSet
 
 router = DefaultRouter()
@@ -14,6 +20,7 @@ router.register("cases", CaseViewSet, basename="case")
 router.register("models", ModelVersionViewSet, basename="modelversion")
 router.register("review-queue", ReviewQueueViewSet, basename="review-queue")
 router.register("audit-events", AuditEventViewSet, basename="auditevent")
+router.register("webhooks", WebhookViewSet, basename="webhook")
 
 app_name = "api"
 

@@ -159,7 +159,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_ROUTES = {"ml.tasks.predict_case_task": {"queue": "inference"}}
+CELERY_TASK_ROUTES = {
+    "ml.tasks.predict_case_task": {"queue": "inference"},
+    "diagnosis.tasks.deliver_webhook_task": {"queue": "default"},
+}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A message not acknowledged within this time is redelivered (acks_late + a dead worker).
@@ -175,6 +178,10 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-cases": {
         "task": "ml.tasks.requeue_stuck_cases_task",
         "schedule": env.int("REQUEUE_INTERVAL_SECONDS", default=60),
+    },
+    "resend-pending-webhooks": {
+        "task": "diagnosis.tasks.resend_pending_webhooks_task",
+        "schedule": 300,
     },
 }
 # A case queued longer than this without a prediction is re-enqueued by the beat job.
@@ -221,6 +228,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"WebhookEventEnum": "diagnosis.models.WebhookEvent"},
 }
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
@@ -245,6 +253,11 @@ X_FRAME_OPTIONS = "DENY"
 USE_X_FORWARDED_FOR = env.bool("USE_X_FORWARDED_FOR", default=False)
 if env.bool("USE_X_FORWARDED_PROTO", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Webhooks: production accepts only https URLs on public addresses.
+WEBHOOKS_ALLOW_HTTP = env.bool("WEBHOOKS_ALLOW_HTTP", default=DEBUG)
+WEBHOOKS_ALLOW_PRIVATE_ADDRESSES = env.bool("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", default=DEBUG)
+WEBHOOK_TIMEOUT_SECONDS = env.int("WEBHOOK_TIMEOUT_SECONDS", default=10)
 
 # Demo fixtures (seed_demo refuses to run with DEBUG off).
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="skinsense-demo")

@@ -23,21 +23,22 @@ OBJECT_OF_ROUTE = {
     "case": "case",
     "review-case": "case",
     "auditevent": "auditevent",
+    "webhook": "webhook",
 }
 NOT_CLINICAL = {"modelversion"}  # the registry is the same for everyone
 
 
 @pytest.fixture
 def foreign(other_clinic, outsider, active_model):
-    from diagnosis.models import AuditEvent
+    from diagnosis.models import AuditEvent, Webhook
 
     case = predicted_case(other_clinic, outsider, active_model)
-    event = AuditEvent.objects.filter(clinic=other_clinic).first()
     return {
         "case": case,
         "lesion": case.lesion,
         "patient": case.lesion.patient,
-        "auditevent": event,
+        "auditevent": AuditEvent.objects.filter(clinic=other_clinic).first(),
+        "webhook": Webhook.objects.create(clinic=other_clinic, url="https://example.org/h"),
     }
 
 
@@ -48,8 +49,10 @@ def api_detail_routes():
         if "pk" not in url.pattern.regex.groupindex or basename in NOT_CLINICAL:
             continue
         actions = url.callback.actions  # {"get": "retrieve", "patch": "partial_update", ...}
+        allowed = url.callback.cls.http_method_names
         for method in actions:
-            yield name, basename, method
+            if method in allowed:
+                yield name, basename, method
 
 
 def web_detail_routes():

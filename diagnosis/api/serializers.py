@@ -12,6 +12,9 @@ from diagnosis.models import (
     Clinic,
     Lesion,
     Patient,
+    Webhook,
+    WebhookDelivery,
+    WebhookEvent,
 )
 from ml.serializers import PredictionSerializer
 
@@ -166,5 +169,48 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "target_id",
             "ip",
             "detail",
+        ]
+        read_only_fields = fields
+
+
+class WebhookSerializer(serializers.ModelSerializer):
+    clinic = ScopedPrimaryKeyField(
+        selector=selectors.clinics_for_user,
+        model=Clinic,
+        required=False,
+        help_text="Required only when you administer several clinics.",
+    )
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=WebhookEvent.choices), allow_empty=False
+    )
+
+    class Meta:
+        model = Webhook
+        fields = ["id", "clinic", "url", "events", "is_active", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class WebhookCreatedSerializer(WebhookSerializer):
+    secret = serializers.CharField(
+        read_only=True, help_text="Shown once: keep it to verify the X-SkinSense-Signature header."
+    )
+
+    class Meta(WebhookSerializer.Meta):
+        fields = [*WebhookSerializer.Meta.fields, "secret"]
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id",
+            "event",
+            "payload",
+            "status",
+            "attempts",
+            "last_status_code",
+            "last_error",
+            "created_at",
+            "delivered_at",
         ]
         read_only_fields = fields

@@ -12,16 +12,27 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from diagnosis import idempotency, selectors, services
+from diagnosis import idempotency, selectors, services, webhooks
 from diagnosis.api.serializers import (
     AuditEventSerializer,
     CaseCreateSerializer,
     CaseSerializer,
     LesionSerializer,
     PatientSerializer,
+    WebhookCreatedSerializer,
+    WebhookDeliverySerializer,
+    WebhookSerializer,
 )
 from diagnosis.audit import audit_record
-from diagnosis.models import AuditAction, AuditEvent, Case, CaseStatus, Membership, Role
+from diagnosis.models import (
+    AuditAction,
+    AuditEvent,
+    Case,
+    CaseStatus,
+    Membership,
+    Role,
+    Webhook,
+)
 from diagnosis.views import serve_private_image
 from ml.models import Prediction, Review
 from ml.serializers import ReviewSerializer
@@ -316,3 +327,68 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
                 raise PermissionDenied("The audit trail is for clinic admins and auditors.")
             return AuditEvent.objects.none()  # one event: 404, like any object not yours
         return AuditEvent.objects.for_clinic_admin(user)
+
+
+class WebhookViewSet(viewsets.ModelViewSet):
+    """A clinic's webhooks (clinic admins). The secret is shown once, in the creation response."""
+
+    serializer_class = WebhookSerializer
+    http_method_names = ["get", "post", "patch", "delete"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Webhook.objects.none()
+        return Webhook.objects.filter(
+            clinic__memberships__user=self.request.user,
+            clinic__memberships__role=Role.CLINIC_ADMIN,
+        )
+
+    def _admin_clinic(self, serializer):
+        clinic = serializer.validated_data.get("clinic")
+        administered = Membership.objects.filter(user=self.request.user, role=Role.CLINIC_ADMIN)
+        if clinic is None:
+            clinics = list(administered.values_list("clinic", flat=True)[:2])
+            if len(clinics) != 1:
+                raise ValidationError(
+                    {"clinic": "Say which clinic (you administer several)."}
+                    if clinics
+                    else {"clinic": "Only clinic admins manage webhooks."}
+                )
+            return clinics[0]
+        if not administered.filter(clinic=clinic).exists():
+            raise PermissionDenied("Only clinic admins manage webhooks.")
+        return clinic.pk
+
+    def _check_url(self, url):
+        try:
+            webhooks.validate_url(url)
+        except DjangoValidationError as exc:
+            raise ValidationError({"url": exc.messages})
+
+    @extend_schema(responses={201: WebhookCreatedSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        clinic_id = self._admin_clinic(serializer)
+        self._check_url(serializer.validated_data["url"])
+        data = {k: v for k, v in serializer.validated_data.items() if k != "clinic"}
+        hook = Webhook.objects.create(clinic_id=clinic_id, created_by=request.user, **data)
+        audit_record(action=AuditAction.CREATE, actor=request.user, target=hook)
+        return Response(WebhookCreatedSerializer(hook).data, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer):
+        if "url" in serializer.validated_data:
+            self._check_url(serializer.validated_data["url"])
+        if serializer.validated_data.get("clinic", serializer.instance.clinic) != (
+            serializer.instance.clinic
+        ):
+            raise ValidationError({"clinic": "A webhook cannot move to another clinic."})
+        serializer.save()
+        audit_record(action=AuditAction.UPDATE, actor=self.request.user, target=serializer.instance)
+
+    @extend_schema(responses=WebhookDeliverySerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def deliveries(self, request, pk=None):
+        hook = self.get_object()
+        page = self.paginate_queryset(hook.deliveries.order_by("-created_at"))
+        return self.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)
