@@ -39,6 +39,8 @@ except OSError:
 PYEOF
 then
   export DATABASE_URL="postgres://postgres@127.0.0.1:5432/skinsense"
+  # A test database of this run's own, so two checkouts can test at the same time.
+  export TEST_DATABASE_NAME="${TEST_DATABASE_NAME:-test_skinsense_$$}"
 fi
 echo "== pytest (database: ${DATABASE_URL:-SQLite})"
 $PY -m pytest "$@"

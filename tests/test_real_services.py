@@ -24,17 +24,28 @@ from tests.factories import LesionFactory, PatientFactory
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+# This run's own keys on the shared Redis, so concurrent test runs never take each other's tasks.
+KEY_PREFIX = f"skinsense-test-{os.getpid()}:"
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _flush_broker():
     import redis
 
-    redis.Redis.from_url(BROKER_URL).flushdb()
+    client = redis.Redis.from_url(BROKER_URL)
+    for key in client.scan_iter(match=KEY_PREFIX + "*"):
+        client.delete(key)
 
 
 def _use_broker(url: str, eager: bool) -> None:
-    celery_app.conf.update(broker_url=url, task_always_eager=eager)
+    options = dict(celery_app.conf.broker_transport_options or {})
+    if url.startswith("redis"):
+        options["global_keyprefix"] = KEY_PREFIX
+    else:
+        options.pop("global_keyprefix", None)
+    celery_app.conf.update(
+        broker_url=url, task_always_eager=eager, broker_transport_options=options
+    )
     # Drop any cached connection pool so the new broker URL takes effect.
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
@@ -62,6 +73,7 @@ def worker(real_services, tmp_path, settings):
             f"{db['PORT'] or 5432}/{db['NAME']}"
         ),
         "CELERY_BROKER_URL": BROKER_URL,
+        "CELERY_KEY_PREFIX": KEY_PREFIX,
         "PRIVATE_MEDIA_ROOT": str(settings.PRIVATE_MEDIA_ROOT),
         "MODEL_ROOT": str(settings.MODEL_ROOT),
         "INFERENCE_DEVICE": "cpu",
