@@ -113,7 +113,7 @@ def test_several_reviewers_each_keep_their_review(client, colleague, clinic, cas
     api_client_for(second).post(
         f"/api/v1/cases/{case.pk}/reviews/", {"verdict": "send_back", "notes": "blurred"}
     )
-    listed = api_client_for(colleague).get(f"/api/v1/cases/{case.pk}/reviews/").json()
+    listed = api_client_for(colleague).get(f"/api/v1/cases/{case.pk}/reviews/").json()["results"]
     assert sorted(r["verdict"] for r in listed) == ["agree", "send_back"]
     agree = Review.objects.get(verdict="agree")
     assert agree.final_diagnosis == "NV"  # agreeing adopts the model's top diagnosis

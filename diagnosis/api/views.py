@@ -261,8 +261,13 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
 
         case = self.get_object()
         if request.method == "GET":
-            reviews = Review.objects.filter(prediction__case=case).select_related("reviewer")
-            return Response(ReviewSerializer(reviews, many=True).data)
+            reviews = (
+                Review.objects.filter(prediction__case=case)
+                .select_related("reviewer")
+                .order_by("-created_at")
+            )
+            page = self.paginate_queryset(reviews)
+            return self.get_paginated_response(ReviewSerializer(page, many=True).data)
         prediction = selectors.latest_prediction(case)
         if prediction is None:
             return Response(
