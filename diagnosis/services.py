@@ -216,3 +216,66 @@ def case_submit_with_records(
             notes=notes,
             captured_at=captured_at,
         )
+
+
+def _require_clinic_admin(*, user, clinic: Clinic) -> None:
+    from diagnosis.models import Role
+
+    if not Membership.objects.filter(user=user, clinic=clinic, role=Role.CLINIC_ADMIN).exists():
+        raise PermissionDenied("Only the clinic's admins manage its members.")
+
+
+def _ensure_an_admin_remains(*, clinic: Clinic, leaving: Membership) -> None:
+    from diagnosis.models import Role
+
+    admins = Membership.objects.filter(clinic=clinic, role=Role.CLINIC_ADMIN).exclude(pk=leaving.pk)
+    if leaving.role == Role.CLINIC_ADMIN and not admins.exists():
+        raise ValidationError("A clinic keeps at least one clinic admin.")
+
+
+def membership_add(*, admin, clinic: Clinic, user, role: str) -> Membership:
+    """A clinic admin adds an existing user to the clinic with a role."""
+    _require_clinic_admin(user=admin, clinic=clinic)
+    if Membership.objects.filter(user=user, clinic=clinic).exists():
+        raise ValidationError({"username": "This user is already a member of the clinic."})
+    with transaction.atomic():
+        membership = Membership.objects.create(user=user, clinic=clinic, role=role)
+        audit_record(
+            action=AuditAction.CREATE,
+            actor=admin,
+            clinic=clinic,
+            target=membership,
+            detail={"role": role},
+        )
+    return membership
+
+
+def membership_change_role(*, admin, membership: Membership, role: str) -> Membership:
+    _require_clinic_admin(user=admin, clinic=membership.clinic)
+    if role != membership.role:
+        _ensure_an_admin_remains(clinic=membership.clinic, leaving=membership)
+    with transaction.atomic():
+        membership.role = role
+        membership.save(update_fields=["role"])
+        audit_record(
+            action=AuditAction.UPDATE,
+            actor=admin,
+            clinic=membership.clinic,
+            target=membership,
+            detail={"role": role},
+        )
+    return membership
+
+
+def membership_remove(*, admin, membership: Membership) -> None:
+    _require_clinic_admin(user=admin, clinic=membership.clinic)
+    _ensure_an_admin_remains(clinic=membership.clinic, leaving=membership)
+    with transaction.atomic():
+        audit_record(
+            action=AuditAction.UPDATE,
+            actor=admin,
+            clinic=membership.clinic,
+            target=membership,
+            detail={"removed": True},
+        )
+        membership.delete()

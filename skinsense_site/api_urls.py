@@ -8,6 +8,7 @@ from diagnosis.api.views import (
     AuditEventViewSet,
     CaseViewSet,
     LesionViewSet,
+    MembershipViewSet,
     PatientViewSet,
     WebhookViewSet,
 )
@@ -21,6 +22,7 @@ router.register("models", ModelVersionViewSet, basename="modelversion")
 router.register("review-queue", ReviewQueueViewSet, basename="review-queue")
 router.register("audit-events", AuditEventViewSet, basename="auditevent")
 router.register("webhooks", WebhookViewSet, basename="webhook")
+router.register("memberships", MembershipViewSet, basename="membership")
 
 app_name = "api"
 

@@ -35,6 +35,27 @@ def port_open(host: str, port: int) -> bool:
     return True
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """After the run, end sessions that live-server threads or worker processes left open on
+    the test database, so that it can be dropped (and say which they were)."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor != "postgresql":
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid), application_name, left(query, 80)"
+                " FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid()"
+            )
+            for _, application, query in cursor.fetchall():
+                print(f"\nended a leftover test-database session: {application!r} {query!r}")
+        connection.close()
+
+
 @pytest.fixture(autouse=True)
 def fresh_cache():
     """Throttling counts live in the cache: every test starts with none."""

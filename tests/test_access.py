@@ -24,6 +24,7 @@ OBJECT_OF_ROUTE = {
     "review-case": "case",
     "auditevent": "auditevent",
     "webhook": "webhook",
+    "membership": "membership",
 }
 NOT_CLINICAL = {"modelversion"}  # the registry is the same for everyone
 
@@ -39,6 +40,7 @@ def foreign(other_clinic, outsider, active_model):
         "patient": case.lesion.patient,
         "auditevent": AuditEvent.objects.filter(clinic=other_clinic).first(),
         "webhook": Webhook.objects.create(clinic=other_clinic, url="https://example.org/h"),
+        "membership": outsider.memberships.get(),
     }
 
 

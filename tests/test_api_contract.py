@@ -128,20 +128,87 @@ def test_cases_filter_by_prediction_and_review(clinician, colleague, clinic, act
     assert ids(status="queued") == []
 
 
-LIST_ENDPOINTS = ["/api/v1/patients/", "/api/v1/lesions/", "/api/v1/cases/", "/api/v1/models/"]
+LIST_ENDPOINTS = [
+    "/api/v1/patients/",
+    "/api/v1/lesions/",
+    "/api/v1/cases/",
+    "/api/v1/models/",
+    "/api/v1/review-queue/",
+    "/api/v1/audit-events/",
+    "/api/v1/webhooks/",
+    "/api/v1/memberships/",
+]
+
+
+def test_every_list_endpoint_is_checked():
+    from skinsense_site.api_urls import router
+
+    lists = {f"/api/v1/{prefix}/" for prefix, _, _ in router.registry}
+    assert lists == set(LIST_ENDPOINTS)
 
 
 @pytest.mark.parametrize("url", LIST_ENDPOINTS)
-def test_list_endpoints_run_a_constant_number_of_queries(url, clinician, clinic, active_model):
-    api = api_client_for(clinician)
+def test_list_endpoints_run_a_constant_number_of_queries(url, clinic, active_model):
+    from diagnosis.models import Webhook
+
+    admin = MembershipFactory(clinic=clinic, role="clinic_admin").user  # may read every list
+    api = api_client_for(admin)
+
+    def add_rows(seeds):
+        for seed in seeds:
+            predicted_case(clinic, admin, active_model, seed=seed)
+            Webhook.objects.create(clinic=clinic, url=f"https://example.org/{seed}")
+            MembershipFactory(clinic=clinic)
 
     def queries() -> int:
         with CaptureQueriesContext(connection) as captured:
             assert api.get(url, {"page_size": 200}).status_code == 200
         return len(captured)
 
-    predicted_case(clinic, clinician, active_model, seed=0)
+    add_rows([0])
     one = queries()
-    for seed in range(1, 12):
-        predicted_case(clinic, clinician, active_model, seed=seed)
+    add_rows(range(1, 12))
     assert queries() == one
+
+
+@pytest.mark.parametrize(
+    "value", ["0301-07-04T18:31:38-20:03", "0001-01-01T00:00:00+23:59", "2026-01-01T00:00:00Z"]
+)
+def test_date_filters_in_any_offset_never_break_the_server(clinician, value):
+    # found by schemathesis on PostgreSQL: an offset of -20:03 was passed to the database as is
+    api = api_client_for(clinician)
+    for url in ("/api/v1/cases/", "/api/v1/audit-events/"):
+        response = api.get(url, {"created_after": value, "at_after": value})
+        assert response.status_code in (200, 400, 403), (url, response.status_code)
+
+
+def test_clinic_admins_manage_members_and_a_clinic_keeps_an_admin(clinician, clinic, other_clinic):
+    from diagnosis.models import AuditAction, AuditEvent, Membership
+    from tests.factories import UserFactory
+
+    admin = MembershipFactory(clinic=clinic, role="clinic_admin").user
+    newcomer = UserFactory(username="newcomer")
+    api = api_client_for(admin)
+    assert api_client_for(clinician).get("/api/v1/memberships/").status_code == 403
+    refused = api_client_for(clinician).post(
+        "/api/v1/memberships/", {"clinic": clinic.pk, "username": "newcomer", "role": "clinician"}
+    )
+    assert refused.status_code == 403
+    added = api.post(
+        "/api/v1/memberships/", {"clinic": clinic.pk, "username": "newcomer", "role": "clinician"}
+    )
+    assert added.status_code == 201, added.content
+    foreign = api.post(
+        "/api/v1/memberships/",
+        {"clinic": other_clinic.pk, "username": "newcomer", "role": "clinician"},
+    )
+    assert foreign.status_code == 400  # not a clinic of theirs
+    membership_id = added.json()["id"]
+    promoted = api.patch(f"/api/v1/memberships/{membership_id}/", {"role": "dermatologist"})
+    assert promoted.status_code == 200 and promoted.json()["role"] == "dermatologist"
+    own = Membership.objects.get(user=admin, clinic=clinic)
+    last_admin = api.patch(f"/api/v1/memberships/{own.pk}/", {"role": "clinician"})
+    assert last_admin.status_code == 400 and "at least one clinic admin" in str(last_admin.json())
+    assert api.delete(f"/api/v1/memberships/{membership_id}/").status_code == 204
+    assert not Membership.objects.filter(user=newcomer).exists()
+    assert AuditEvent.objects.filter(action=AuditAction.CREATE, target_type="membership").exists()

@@ -51,7 +51,7 @@ class TokenView(ObtainAuthToken):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class MembershipSerializer(serializers.ModelSerializer):
+class ClinicRoleSerializer(serializers.ModelSerializer):
     id = serializers.IntegerField(source="clinic.id")
     name = serializers.CharField(source="clinic.name")
 
@@ -64,7 +64,7 @@ class MeSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
     email = serializers.CharField(help_text="May be empty.")
-    clinics = MembershipSerializer(many=True, source="memberships.all")
+    clinics = ClinicRoleSerializer(many=True, source="memberships.all")
 
 
 class MeView(APIView):

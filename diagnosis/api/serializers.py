@@ -1,3 +1,4 @@
+from django.contrib.auth import get_user_model
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -11,6 +12,7 @@ from diagnosis.models import (
     Case,
     Clinic,
     Lesion,
+    Membership,
     Patient,
     Webhook,
     WebhookDelivery,
@@ -214,3 +216,23 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
             "delivered_at",
         ]
         read_only_fields = fields
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    clinic = ScopedPrimaryKeyField(selector=selectors.clinics_for_user, model=Clinic)
+    username = serializers.SlugRelatedField(
+        source="user", slug_field="username", queryset=get_user_model().objects.all()
+    )
+
+    class Meta:
+        model = Membership
+        fields = ["id", "clinic", "username", "role", "created_at"]
+        read_only_fields = ["id", "created_at"]
+        validators = []
+
+
+class MembershipRoleSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Membership
+        fields = ["id", "clinic", "role", "created_at"]
+        read_only_fields = ["id", "clinic", "created_at"]

@@ -1,5 +1,7 @@
 """REST API for clinic systems. Every queryset comes from a scoped selector: foreign ids are 404."""
 
+import datetime
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Exists, OuterRef
@@ -18,6 +20,8 @@ from diagnosis.api.serializers import (
     CaseCreateSerializer,
     CaseSerializer,
     LesionSerializer,
+    MembershipRoleSerializer,
+    MembershipSerializer,
     PatientSerializer,
     WebhookCreatedSerializer,
     WebhookDeliverySerializer,
@@ -116,12 +120,25 @@ class LesionViewSet(
             raise _as_drf_error(exc)
 
 
+class UTCDateTimeFilter(filters.IsoDateTimeFilter):
+    """An ISO 8601 date-time in any offset, compared in UTC (the database may refuse unusual
+    offsets); one out of range is a 400, not a server error."""
+
+    def filter(self, qs, value):
+        if value is not None:
+            try:
+                value = value.astimezone(datetime.UTC)
+            except (OverflowError, ValueError):
+                raise ValidationError({self.field_name: "This date-time is out of range."})
+        return super().filter(qs, value)
+
+
 class CaseFilter(filters.FilterSet):
     """Filters on the case and on its shown (non-shadow) predictions."""
 
     patient = filters.NumberFilter(field_name="lesion__patient")
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
     status = filters.ChoiceFilter(choices=CaseStatus.choices)
     top_diagnosis = filters.CharFilter(method="filter_prediction", label="Top diagnosis code")
     category = filters.ChoiceFilter(
@@ -306,8 +323,8 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
 
 
 class AuditEventFilter(filters.FilterSet):
-    at_after = filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
-    at_before = filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt")
+    at_after = UTCDateTimeFilter(field_name="at", lookup_expr="gte")
+    at_before = UTCDateTimeFilter(field_name="at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent
@@ -397,3 +414,55 @@ class WebhookViewSet(viewsets.ModelViewSet):
         hook = self.get_object()
         page = self.paginate_queryset(hook.deliveries.order_by("-created_at"))
         return self.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)
+
+
+class MembershipViewSet(viewsets.ModelViewSet):
+    """Members of the clinics you administer (clinic admins only): add an existing user with a
+    role, change a role, remove a member. A clinic always keeps one clinic admin."""
+
+    http_method_names = ["get", "post", "patch", "delete"]
+
+    def get_serializer_class(self):
+        return MembershipRoleSerializer if self.action == "partial_update" else MembershipSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Membership.objects.none()
+        administered = Membership.objects.filter(
+            user=self.request.user, role=Role.CLINIC_ADMIN
+        ).values("clinic")
+        if self.action == "list" and not administered.exists():
+            raise PermissionDenied("Only clinic admins manage members.")
+        return (
+            Membership.objects.filter(clinic__in=administered)
+            .select_related("user", "clinic")
+            .order_by("clinic", "user__username")
+        )
+
+    def _call(self, function, **kwargs):
+        try:
+            return function(admin=self.request.user, **kwargs)
+        except DjangoPermissionDenied as exc:
+            raise PermissionDenied(str(exc))
+        except DjangoValidationError as exc:
+            raise (
+                _as_drf_error(exc)
+                if hasattr(exc, "error_dict")
+                else ValidationError({"detail": exc.messages})
+            )
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = self._call(
+            services.membership_add, clinic=data["clinic"], user=data["user"], role=data["role"]
+        )
+
+    def perform_update(self, serializer):
+        serializer.instance = self._call(
+            services.membership_change_role,
+            membership=serializer.instance,
+            role=serializer.validated_data.get("role", serializer.instance.role),
+        )
+
+    def perform_destroy(self, instance):
+        self._call(services.membership_remove, membership=instance)
