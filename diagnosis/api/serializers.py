@@ -236,3 +236,31 @@ class MembershipRoleSerializer(serializers.ModelSerializer):
         model = Membership
         fields = ["id", "clinic", "role", "created_at"]
         read_only_fields = ["id", "clinic", "created_at"]
+
+
+class BulkSubmitSerializer(serializers.Serializer):
+    archive = serializers.FileField(help_text="A ZIP of JPEG/PNG images (and manifest.csv).")
+    manifest = serializers.FileField(
+        required=False, help_text="The CSV manifest, when it is not inside the ZIP."
+    )
+    clinic = ScopedPrimaryKeyField(
+        selector=selectors.clinics_for_user,
+        model=Clinic,
+        required=False,
+        help_text="Required only when you are a member of several clinics.",
+    )
+
+
+class BulkRowSerializer(serializers.Serializer):
+    row = serializers.IntegerField(help_text="Line of the manifest (1 is the header).")
+    filename = serializers.CharField()
+    status = serializers.ChoiceField(choices=["created", "duplicate", "error"])
+    case = serializers.IntegerField(allow_null=True)
+    errors = serializers.ListField(child=serializers.CharField())
+
+
+class BulkResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    rows = BulkRowSerializer(many=True)

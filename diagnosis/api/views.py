@@ -17,6 +17,8 @@ from rest_framework.response import Response
 from diagnosis import idempotency, selectors, services, webhooks
 from diagnosis.api.serializers import (
     AuditEventSerializer,
+    BulkResultSerializer,
+    BulkSubmitSerializer,
     CaseCreateSerializer,
     CaseSerializer,
     LesionSerializer,
@@ -177,12 +179,12 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
         return selectors.cases_for_user(self.request.user).order_by("-created_at")
 
     def get_throttles(self):
-        if self.action == "create":
+        if self.action in ("create", "bulk"):
             self.throttle_scope = "uploads"
         return super().get_throttles()
 
     def get_parsers(self):
-        if getattr(self, "action", None) == "create":
+        if getattr(self, "action", None) in ("create", "bulk"):
             return [MultiPartParser(), FormParser()]
         return super().get_parsers()
 
@@ -258,6 +260,44 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
         )
         extension = "png" if case.image.name.endswith(".png") else "jpg"
         return serve_private_image(case.image, filename=f"case-{case.pk}.{extension}")
+
+    @extend_schema(
+        request={"multipart/form-data": BulkSubmitSerializer},
+        responses={
+            200: BulkResultSerializer,
+            400: OpenApiResponse(description="The archive or manifest is unusable as a whole."),
+        },
+        summary="Submit many images at once (ZIP + CSV manifest), with errors per row",
+    )
+    @action(detail=False, methods=["post"], serializer_class=BulkSubmitSerializer)
+    def bulk(self, request):
+        from diagnosis.bulk import submit_batch
+
+        serializer = BulkSubmitSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        clinic = data.get("clinic")
+        if clinic is None:
+            clinics = list(selectors.clinics_for_user(request.user)[:2])
+            if len(clinics) != 1:
+                raise ValidationError({"clinic": "Say which clinic (you are in several)."})
+            clinic = clinics[0]
+        try:
+            rows = submit_batch(
+                user=request.user,
+                clinic=clinic,
+                archive_upload=data["archive"],
+                manifest_upload=data.get("manifest"),
+            )
+        except DjangoValidationError as exc:
+            raise ValidationError({"archive": exc.messages})
+        body = {
+            "created": sum(r.status == "created" for r in rows),
+            "duplicates": sum(r.status == "duplicate" for r in rows),
+            "errors": sum(r.status == "error" for r in rows),
+            "rows": [r.__dict__ for r in rows],
+        }
+        return Response(BulkResultSerializer(body).data)
 
     @extend_schema(
         methods=["GET"], responses=ReviewSerializer(many=True), summary="Reviews of the case"
