@@ -120,3 +120,28 @@ class PredictionAdmin(ReadOnlyAdmin):
 class ReviewAdmin(ReadOnlyAdmin):
     list_display = ["pk", "prediction", "reviewer", "verdict", "final_diagnosis", "created_at"]
     list_filter = ["verdict"]
+    actions = ["export_for_retraining"]
+
+    @admin.action(description="Export the reviewed cases for retraining (ZIP)")
+    def export_for_retraining(self, request, queryset):
+        from django.http import HttpResponse
+
+        from diagnosis.audit import audit_record
+        from diagnosis.models import AuditAction
+        from ml.export import reviewed_rows, write_zip
+
+        case_ids = set(queryset.values_list("prediction__case_id", flat=True))
+        rows = [r for r in reviewed_rows() if r.case.pk in case_ids]
+        if not rows:
+            self.message_user(request, "None of these reviews states a diagnosis.", messages.ERROR)
+            return None
+        audit_record(
+            action=AuditAction.EXPORT,
+            actor=request.user,
+            target_type="training_set",
+            detail={"rows": len(rows), "via": "admin"},
+        )
+        response = HttpResponse(write_zip(rows), content_type="application/zip")
+        response["Content-Disposition"] = 'attachment; filename="skinsense-reviewed.zip"'
+        response["Cache-Control"] = "no-store"
+        return response
