@@ -35,6 +35,9 @@ def serve_private_image(file_field, *, filename: str) -> FileResponse:
 def dashboard(request):
     context = selectors.dashboard_for_user(request.user)
     context["clinics"] = selectors.clinics_for_user(request.user)
+    context["administered"] = selectors.clinics_for_user(request.user).filter(
+        memberships__user=request.user, memberships__role="clinic_admin"
+    )
     return render(request, "diagnosis/dashboard.html", context)
 
 

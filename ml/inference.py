@@ -116,7 +116,11 @@ class Predictor:
             binary_logit, class_logits = self.model(batch)
         return binary_logit.float(), class_logits.float()
 
-    def predict_batch(self, images: list[Image.Image]) -> list[PredictionResult]:
+    def predict_batch(
+        self, images: list[Image.Image], *, thresholds: dict | None = None
+    ) -> list[PredictionResult]:
+        """``thresholds`` overrides the model's own (a clinic's operating point)."""
+        thresholds = {**self.thresholds, **(thresholds or {})}
         started = time.perf_counter()
         binary_logit, class_logits = self.logits(self.preprocess(images))
         malignant = torch.sigmoid(binary_logit / self.temperature).cpu()
@@ -133,7 +137,7 @@ class Predictor:
                 malignant_probability=malignant_probability,
                 diagnosis_probabilities=diagnosis_probabilities,
                 classes=self.classes,
-                thresholds=self.thresholds,
+                thresholds=thresholds,
             )
             results.append(
                 PredictionResult(
@@ -143,14 +147,14 @@ class Predictor:
                     top_probability=top_probability,
                     category=category,
                     uncertain=uncertain,
-                    malignant_threshold=float(self.thresholds.get("malignant", 0.5)),
+                    malignant_threshold=float(thresholds.get("malignant", 0.5)),
                     inference_ms=elapsed_ms,
                 )
             )
         return results
 
-    def predict(self, image: Image.Image) -> PredictionResult:
-        return self.predict_batch([image])[0]
+    def predict(self, image: Image.Image, *, thresholds: dict | None = None) -> PredictionResult:
+        return self.predict_batch([image], thresholds=thresholds)[0]
 
     def grad_cam(self, image: Image.Image) -> np.ndarray:
         """Grad-CAM of the malignant head over the trunk's last stage (``layer4``).

@@ -53,6 +53,20 @@ class ModelVersion(models.Model):
     def class_map(self) -> dict:
         return {c["code"]: c for c in self.classes}
 
+    def validation_curve(self) -> list[dict]:
+        """The malignant head's ROC on validation data: [{threshold, sensitivity,
+        specificity}], as training stored it in ``metrics["validation_roc"]``."""
+        points = (self.metrics or {}).get("validation_roc") or []
+        return sorted(
+            ({k: float(p[k]) for k in ("threshold", "sensitivity", "specificity")} for p in points),
+            key=lambda p: p["threshold"],
+        )
+
+    def operating_point_for(self, sensitivity: float) -> dict | None:
+        """The highest threshold whose validation sensitivity reaches the target."""
+        reaching = [p for p in self.validation_curve() if p["sensitivity"] >= sensitivity]
+        return max(reaching, key=lambda p: p["threshold"]) if reaching else None
+
 
 def heatmap_path(instance: "Prediction", filename: str) -> str:
     return f"heatmaps/{instance.case.clinic_id}/{uuid.uuid4().hex}.png"
@@ -164,3 +178,35 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_verdict_display()} by {self.reviewer} on prediction {self.prediction_id}"
+
+
+class ClinicOperatingPoint(models.Model):
+    """A clinic's malignant threshold for a model version, chosen from the model's validation
+    curve by a clinic admin; its predictions are judged with it (and store it)."""
+
+    clinic = models.ForeignKey(
+        "diagnosis.Clinic", on_delete=models.CASCADE, related_name="operating_points"
+    )
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="operating_points"
+    )
+    threshold = models.FloatField()
+    sensitivity = models.FloatField(help_text="On the model's validation data")
+    specificity = models.FloatField(help_text="On the model's validation data")
+    chosen_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    chosen_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["clinic", "model_version"], name="one_operating_point_per_clinic_model"
+            ),
+            models.CheckConstraint(
+                condition=Q(threshold__gte=0) & Q(threshold__lte=1), name="threshold_in_unit_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.clinic} · {self.model_version}: {self.threshold:.3f}"

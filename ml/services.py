@@ -226,7 +226,7 @@ def predict_case(
 
     predictor = _predictor_for(model_version)
     image = _load_case_image(case)
-    result = predictor.predict(image)
+    result = predictor.predict(image, thresholds=clinic_thresholds(case.clinic_id, model_version))
     heatmap = _heatmap_png(predictor, image) if settings.PREDICTION_HEATMAPS else None
 
     stored_heatmap = None
@@ -266,6 +266,49 @@ def predict_case(
         raise
     logger.info("case %s done in %.0f ms", case_id, result.inference_ms)
     return prediction
+
+
+def clinic_thresholds(clinic_id: int, model_version: ModelVersion) -> dict | None:
+    """The clinic's chosen malignant threshold for this model, when it chose one."""
+    from ml.models import ClinicOperatingPoint
+
+    point = ClinicOperatingPoint.objects.filter(
+        clinic_id=clinic_id, model_version=model_version
+    ).first()
+    return {"malignant": point.threshold} if point else None
+
+
+def operating_point_choose(*, admin, clinic, model_version: ModelVersion, sensitivity: float):
+    """A clinic admin picks the malignant threshold that reaches a validation sensitivity."""
+    from django.core.exceptions import PermissionDenied, ValidationError
+
+    from diagnosis.audit import audit_record
+    from diagnosis.models import AuditAction, Membership, Role
+    from ml.models import ClinicOperatingPoint
+
+    if not Membership.objects.filter(user=admin, clinic=clinic, role=Role.CLINIC_ADMIN).exists():
+        raise PermissionDenied("Only the clinic's admins choose its operating point.")
+    point = model_version.operating_point_for(sensitivity)
+    if point is None:
+        raise ValidationError(
+            "This model has no validation curve reaching that sensitivity."
+            if model_version.validation_curve()
+            else "This model was registered without a validation curve."
+        )
+    with transaction.atomic():
+        chosen, _ = ClinicOperatingPoint.objects.update_or_create(
+            clinic=clinic,
+            model_version=model_version,
+            defaults={**point, "chosen_by": admin},
+        )
+        audit_record(
+            action=AuditAction.UPDATE,
+            actor=admin,
+            clinic=clinic,
+            target=chosen,
+            detail={"threshold": point["threshold"], "target_sensitivity": sensitivity},
+        )
+    return chosen
 
 
 def _heatmap_png(predictor, image) -> bytes:

@@ -6,6 +6,8 @@ checkpoint and ModelVersion), so a worker preprocesses exactly as the model was 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from PIL import Image
 from torchvision.transforms import InterpolationMode
@@ -33,6 +35,54 @@ def eval_transform(preprocessing: dict) -> T.Compose:
             T.ToImage(),
             T.Resize(preprocessing["resize_size"], interpolation=interpolation, antialias=True),
             T.CenterCrop(preprocessing["image_size"]),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(mean=preprocessing["mean"], std=preprocessing["std"]),
+        ]
+    )
+
+
+def train_transform(
+    preprocessing: dict,
+    *,
+    scale: tuple[float, float] = (0.4, 1.0),
+    rotation_degrees: float = 180.0,
+    brightness: float = 0.2,
+    contrast: float = 0.2,
+    saturation: float = 0.2,
+    hue: float = 0.0,
+    sharpness_factor: float = 2.0,
+    sharpness_p: float = 0.3,
+    blur_sigma: tuple[float, float] = (0.1, 1.5),
+    blur_p: float = 0.2,
+) -> T.Compose:
+    """PIL RGB image -> float[3, S, S] normalised tensor, randomly augmented (training only).
+
+    Random resized crop, horizontal and vertical flips, rotation, colour jitter, sharpness and
+    Gaussian blur, then the same scaling and normalisation as ``eval_transform``. Colour is kept:
+    it carries diagnostic information (blue-white veil, vascular red), which is also why hue is
+    not jittered by default (and hue jitter is the costliest step). Dermoscopy has no canonical
+    orientation, so any rotation is plausible; the crop is taken at S·√2 and rotated before the
+    centre S×S is kept, so a rotated image never shows filled corners. Given a PIL image, every
+    augmentation runs in PIL (faster than on tensors on a CPU) and the tensor is made last.
+    """
+    interpolation = InterpolationMode(preprocessing.get("interpolation", "bilinear"))
+    size = preprocessing["image_size"]
+    # The circle inscribed in a square of side S·√2 covers the S×S centre at any angle.
+    rotated_size = math.ceil(size * math.sqrt(2))
+    kernel = max(3, (size // 32) | 1)  # odd, grows with the image so blur means the same
+    return T.Compose(
+        [
+            T.RandomResizedCrop(
+                rotated_size, scale=scale, interpolation=interpolation, antialias=True
+            ),
+            T.RandomHorizontalFlip(),
+            T.RandomVerticalFlip(),
+            T.RandomRotation(rotation_degrees, interpolation=interpolation),
+            T.CenterCrop(size),
+            T.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue),
+            T.RandomAdjustSharpness(sharpness_factor, p=sharpness_p),
+            T.RandomApply([T.GaussianBlur(kernel, sigma=blur_sigma)], p=blur_p),
+            T.ToImage(),
             T.ToDtype(torch.float32, scale=True),
             T.Normalize(mean=preprocessing["mean"], std=preprocessing["std"]),
         ]

@@ -80,3 +80,56 @@ def review_case(request, pk: int):
         "queue_url": reverse("ml:review-queue"),
     }
     return render(request, "ml/review_case.html", context, status=400 if form.errors else 200)
+
+
+SENSITIVITY_TARGETS = (0.80, 0.85, 0.90, 0.95, 0.975)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def operating_point(request, pk: int):
+    """A clinic admin chooses the malignant threshold of the active model for their clinic."""
+    from diagnosis.models import Role
+    from ml.models import ClinicOperatingPoint
+
+    membership = get_object_or_404(request.user.memberships.select_related("clinic"), clinic_id=pk)
+    if membership.role != Role.CLINIC_ADMIN:
+        raise PermissionDenied("Only clinic admins choose the operating point.")
+    clinic = membership.clinic
+    model_version = services.active_model_version()
+    error = ""
+    if request.method == "POST" and model_version is not None:
+        try:
+            target = float(request.POST.get("sensitivity", ""))
+            services.operating_point_choose(
+                admin=request.user, clinic=clinic, model_version=model_version, sensitivity=target
+            )
+        except ValueError:
+            error = "Choose one of the offered sensitivities."
+        except ValidationError as exc:
+            error = " ".join(exc.messages)
+        else:
+            messages.success(request, "The operating point was saved; new predictions use it.")
+            return redirect("ml:operating-point", pk=pk)
+    current = (
+        ClinicOperatingPoint.objects.filter(clinic=clinic, model_version=model_version).first()
+        if model_version
+        else None
+    )
+    options = []
+    if model_version is not None:
+        for target in SENSITIVITY_TARGETS:
+            point = model_version.operating_point_for(target)
+            if point:
+                options.append({"target": target, "percent": f"{target * 100:g}", **point})
+    context = {
+        "clinic": clinic,
+        "model_version": model_version,
+        "current": current,
+        "default_threshold": (model_version.thresholds or {}).get("malignant", 0.5)
+        if model_version
+        else None,
+        "options": options,
+        "error": error,
+    }
+    return render(request, "ml/operating_point.html", context, status=400 if error else 200)

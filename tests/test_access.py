@@ -25,6 +25,7 @@ OBJECT_OF_ROUTE = {
     "auditevent": "auditevent",
     "webhook": "webhook",
     "membership": "membership",
+    "operating-point": "clinic",
 }
 NOT_CLINICAL = {"modelversion"}  # the registry is the same for everyone
 
@@ -41,6 +42,7 @@ def foreign(other_clinic, outsider, active_model):
         "auditevent": AuditEvent.objects.filter(clinic=other_clinic).first(),
         "webhook": Webhook.objects.create(clinic=other_clinic, url="https://example.org/h"),
         "membership": outsider.memberships.get(),
+        "clinic": other_clinic,
     }
 
 
