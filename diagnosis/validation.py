@@ -110,9 +110,13 @@ def validate_image(upload) -> CleanImage:
         f"The image could not be decoded: the {image_format} file is damaged or truncated.",
         code="corrupt",
     )
+    if image_format == "PNG" and b"IEND\xaeB`\x82" not in data[-4096:]:
+        raise undecodable  # the image data may be whole, but the file was cut short
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
+            with Image.open(io.BytesIO(data), formats=[image_format]) as probe:
+                probe.verify()  # structure and checksums; the full decode comes below
             image = Image.open(io.BytesIO(data), formats=[image_format])
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ValidationError(
