@@ -219,6 +219,13 @@ def predict_case(
             if case.status != CaseStatus.DONE and not existing.shadow:
                 Case.objects.filter(pk=case.pk).update(status=CaseStatus.DONE, error="")
             return existing
+        if not shadow and case.attempts >= settings.PREDICT_MAX_ATTEMPTS:
+            # Each attempt is counted before the model runs: a worker that died mid-inference
+            # this often is being killed by this image. Set it aside so the queue moves on.
+            raise PermanentPredictionError(
+                f"The prediction was started {case.attempts} times and never finished (the "
+                "worker stopped each time); this image is set aside for a person to look at."
+            )
         if not shadow:
             case.status = CaseStatus.PROCESSING
             case.attempts += 1
@@ -351,7 +358,7 @@ def case_retry(*, case: Case) -> None:
     """Put a failed case back in the queue (a clinician's "try again")."""
     with transaction.atomic():
         Case.objects.filter(pk=case.pk, status=CaseStatus.FAILED).update(
-            status=CaseStatus.QUEUED, error="", updated_at=timezone.now()
+            status=CaseStatus.QUEUED, error="", attempts=0, updated_at=timezone.now()
         )
         transaction.on_commit(lambda: enqueue_prediction(case_id=case.pk))
 

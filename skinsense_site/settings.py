@@ -176,6 +176,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 if env.str("CELERY_KEY_PREFIX", default=""):  # several deployments (or test runs) on one Redis
     CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env.str("CELERY_KEY_PREFIX")
+# A case whose prediction was started this many times without finishing is marked failed.
+PREDICT_MAX_ATTEMPTS = env.int("PREDICT_MAX_ATTEMPTS", default=4)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("PREDICT_SOFT_TIME_LIMIT", default=120)
 CELERY_TASK_TIME_LIMIT = env.int("PREDICT_TIME_LIMIT", default=180)
 CELERY_BEAT_SCHEDULE = {

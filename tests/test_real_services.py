@@ -60,69 +60,90 @@ def real_services():
     require(port_open("127.0.0.1", 6379), "needs Redis on 127.0.0.1:6379")
 
 
+class Worker:
+    """A real Celery worker process (its own OS process) consuming this run's Redis queues."""
+
+    def __init__(self, tmp_path, settings, *, pool="solo", extra_env=None):
+        _flush_broker()
+        db = connection.settings_dict
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "skinsense_site.settings",
+            "DATABASE_URL": (
+                f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
+                f"{db['PORT'] or 5432}/{db['NAME']}"
+            ),
+            "CELERY_BROKER_URL": BROKER_URL,
+            "CELERY_KEY_PREFIX": KEY_PREFIX,
+            "PRIVATE_MEDIA_ROOT": str(settings.PRIVATE_MEDIA_ROOT),
+            "MODEL_ROOT": str(settings.MODEL_ROOT),
+            "INFERENCE_DEVICE": "cpu",
+            "INFERENCE_THREADS": "1",
+            **(extra_env or {}),
+        }
+        self.log_path = tmp_path / f"worker-{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "skinsense_site",
+                "worker",
+                "-Q",
+                "inference,default",
+                "--pool",
+                pool,
+                "--concurrency",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                f"test-{os.getpid()}@%h",
+                "--loglevel",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 90
+        while "ready." not in self.log_path.read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                pytest.fail("the Celery worker did not start:\n" + self.log()[-3000:])
+            time.sleep(0.2)
+        _use_broker(BROKER_URL, eager=False)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def children(self) -> list[int]:
+        """The prefork pool's child processes (where tasks run)."""
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
+        ).stdout
+        return [int(pid) for pid in out.split()]
+
+    def stop(self):
+        _use_broker("memory://", eager=True)
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+        _flush_broker()
+
+
 @pytest.fixture
 def worker(real_services, tmp_path, settings):
-    """A real Celery worker process consuming the inference queue from Redis."""
-    _flush_broker()
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "skinsense_site.settings",
-        "DATABASE_URL": (
-            f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
-            f"{db['PORT'] or 5432}/{db['NAME']}"
-        ),
-        "CELERY_BROKER_URL": BROKER_URL,
-        "CELERY_KEY_PREFIX": KEY_PREFIX,
-        "PRIVATE_MEDIA_ROOT": str(settings.PRIVATE_MEDIA_ROOT),
-        "MODEL_ROOT": str(settings.MODEL_ROOT),
-        "INFERENCE_DEVICE": "cpu",
-        "INFERENCE_THREADS": "1",
-    }
-    log_path = tmp_path / "worker.log"
-    log = open(log_path, "w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "skinsense_site",
-            "worker",
-            "-Q",
-            "inference,default",
-            "--pool",
-            "solo",
-            "--concurrency",
-            "1",
-            "--without-gossip",
-            "--without-mingle",
-            "-n",
-            f"test-{os.getpid()}@%h",
-            "--loglevel",
-            "INFO",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 90
-    while "ready." not in log_path.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("the Celery worker did not start:\n" + log_path.read_text()[-3000:])
-        time.sleep(0.2)
-    _use_broker(BROKER_URL, eager=False)
-    yield process
-    _use_broker("memory://", eager=True)
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
-    _flush_broker()
+    running = Worker(tmp_path, settings)
+    yield running.process
+    running.stop()
 
 
 def wait_for(case_id: int, *, timeout: float = 90) -> Case:
