@@ -35,6 +35,18 @@ def port_open(host: str, port: int) -> bool:
     return True
 
 
+@pytest.fixture
+def real_services():
+    """PostgreSQL (the suite's database) and Redis, or a skip (a failure in CI)."""
+    from django.db import connection
+
+    require(
+        connection.vendor == "postgresql",
+        "needs PostgreSQL: run through `make test`, or set DATABASE_URL=postgres://…",
+    )
+    require(port_open("127.0.0.1", 6379), "needs Redis on 127.0.0.1:6379")
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """After the run, end sessions that live-server threads or worker processes left open on

@@ -18,7 +18,7 @@ from diagnosis.models import Case, CaseStatus
 from ml.models import Prediction
 from skinsense_site.celery import app as celery_app
 from tests import images
-from tests.conftest import api_client_for, port_open, require, upload
+from tests.conftest import api_client_for, upload
 from tests.factories import LesionFactory, PatientFactory
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -49,15 +49,6 @@ def _use_broker(url: str, eager: bool) -> None:
     # Drop any cached connection pool so the new broker URL takes effect.
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
-
-
-@pytest.fixture
-def real_services():
-    require(
-        connection.vendor == "postgresql",
-        "needs PostgreSQL: run through `make test`, or set DATABASE_URL=postgres://…",
-    )
-    require(port_open("127.0.0.1", 6379), "needs Redis on 127.0.0.1:6379")
 
 
 class Worker:

@@ -15,7 +15,7 @@ from ml.models import Prediction
 from tests import images
 from tests.conftest import upload
 from tests.factories import LesionFactory, PatientFactory
-from tests.test_real_services import BROKER_URL, Worker, _use_broker, real_services, wait_for  # noqa: F401
+from tests.test_real_services import BROKER_URL, Worker, _use_broker, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
