@@ -4,10 +4,10 @@ from django.contrib import admin, messages
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from diagnosis.admin import ReadOnlyAdmin
-from ml.models import ModelVersion, Prediction, Review
+from ml.models import ModelVersion, Prediction, Review, TrainingRun
 from ml.services import model_version_activate
 
 
@@ -24,6 +24,48 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["is_active", "is_demo", "backbone"]
     actions = ["activate"]
+    readonly_fields = ["evaluation_plots", "held_out_summary"]
+
+    @admin.display(description="Held-out test split")
+    def held_out_summary(self, obj):
+        report = (obj.metrics or {}).get("test") or {}
+        if not report:
+            return "No held-out report (registered without training metadata)."
+        keys = ["balanced_accuracy", "malignant_auc", "macro_auc", "ece", "ece_calibrated"]
+        return format_html_join(
+            ", ", "{} {}", ((k, f"{report[k]:.3f}") for k in keys if report.get(k) is not None)
+        )
+
+    @admin.display(description="Evaluation plots (held-out test split)")
+    def evaluation_plots(self, obj):
+        from ml.services import model_version_plots
+
+        plots = model_version_plots(obj)
+        if not plots:
+            return "No plots: this model was registered without an evaluation report."
+        return format_html_join(
+            "",
+            '<figure style="display:inline-block;margin:0 1rem 1rem 0"><img src="{}" alt="{}" '
+            'style="max-width:420px"><figcaption>{}</figcaption></figure>',
+            (
+                (
+                    reverse("admin:ml_modelversion_plot", args=[obj.pk, name]),
+                    name,
+                    name.replace("_", " "),
+                )
+                for name in plots
+            ),
+        )
+
+    def plot_view(self, request, pk: int, name: str):
+        from django.http import FileResponse, Http404
+
+        from ml.services import model_version_plots
+
+        path = model_version_plots(get_object_or_404(ModelVersion, pk=pk)).get(name)
+        if path is None:
+            raise Http404("No such plot.")
+        return FileResponse(path.open("rb"), content_type="image/png")
 
     @admin.display(description="Performance")
     def performance_link(self, obj):
@@ -36,6 +78,11 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                 "<int:pk>/performance/",
                 self.admin_site.admin_view(self.performance_view),
                 name="ml_modelversion_performance",
+            ),
+            path(
+                "<int:pk>/plots/<str:name>.png",
+                self.admin_site.admin_view(self.plot_view),
+                name="ml_modelversion_plot",
             ),
             path(
                 "<int:pk>/compare/<int:other>/",
@@ -145,3 +192,33 @@ class ReviewAdmin(ReadOnlyAdmin):
         response["Content-Disposition"] = 'attachment; filename="skinsense-reviewed.zip"'
         response["Cache-Control"] = "no-store"
         return response
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(ReadOnlyAdmin):
+    """Training runs as they go: status, the latest epoch's metrics, the log."""
+
+    list_display = ["pk", "status", "started_at", "updated_at", "latest", "model_version"]
+    list_filter = ["status"]
+    readonly_fields = [
+        "status",
+        "started_at",
+        "updated_at",
+        "finished_at",
+        "model_version",
+        "output_dir",
+        "config",
+        "history",
+        "metrics",
+        "error",
+        "log",
+    ]
+
+    @admin.display(description="Latest epoch")
+    def latest(self, obj):
+        last = obj.last_epoch
+        if not last:
+            return "—"
+        accuracy = last.get("val_balanced_accuracy")
+        shown = f", val BA {accuracy:.3f}" if isinstance(accuracy, float) else ""
+        return f"fold {last.get('fold')}, epoch {last.get('epoch')}{shown}"

@@ -153,6 +153,25 @@ def sensitivity_at_specificity(
     return result
 
 
+def operating_curve(y_true, scores, *, max_points: int = 101) -> list[dict]:
+    """The malignant head's ROC with its thresholds, thinned, for choosing an operating point:
+    ``[{"threshold": t, "sensitivity": s, "specificity": sp}]`` where a score ≥ t is positive.
+    Empty when ``y_true`` lacks either class."""
+    y_true, scores = np.asarray(y_true), np.asarray(scores)
+    if not _both_classes(y_true):
+        return []
+    fpr, tpr, thresholds = skm.roc_curve(y_true, scores, drop_intermediate=True)
+    finite = np.isfinite(thresholds)
+    fpr, tpr, thresholds = fpr[finite], tpr[finite], thresholds[finite]
+    if len(thresholds) > max_points:
+        keep = np.unique(np.linspace(0, len(thresholds) - 1, max_points).round().astype(int))
+        fpr, tpr, thresholds = fpr[keep], tpr[keep], thresholds[keep]
+    return [
+        {"threshold": float(t), "sensitivity": float(s), "specificity": float(1 - f)}
+        for t, s, f in zip(thresholds, tpr, fpr, strict=True)
+    ]
+
+
 def _thin(fpr: np.ndarray, tpr: np.ndarray) -> dict:
     if len(fpr) > ROC_POINTS:
         keep = np.unique(np.linspace(0, len(fpr) - 1, ROC_POINTS).round().astype(int))

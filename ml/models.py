@@ -210,3 +210,40 @@ class ClinicOperatingPoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.clinic} · {self.model_version}: {self.threshold:.3f}"
+
+
+class TrainingStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class TrainingRun(models.Model):
+    """One `manage.py train`: its configuration, its progress epoch by epoch, its log, and the
+    model version it produced."""
+
+    config = models.JSONField()
+    status = models.CharField(
+        max_length=10, choices=TrainingStatus.choices, default=TrainingStatus.RUNNING
+    )
+    history = models.JSONField(default=list, help_text="One entry per epoch of every fold")
+    metrics = models.JSONField(default=dict, blank=True, help_text="The held-out test report")
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    output_dir = models.CharField(max_length=500, blank=True)
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    started_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"Training run {self.pk} ({self.get_status_display()})"
+
+    @property
+    def last_epoch(self) -> dict:
+        return self.history[-1] if self.history else {}

@@ -87,13 +87,46 @@ def model_version_register(
             preprocessing=checkpoint.preprocessing,
             thresholds=checkpoint.thresholds,
             temperature=checkpoint.temperature,
-            metrics=checkpoint.metadata.get("metrics", {}),
+            metrics=metrics_from_metadata(checkpoint.metadata),
             is_demo=is_demo,
             notes=notes,
         )
         if activate:
             model_version_activate(model_version=model_version)
     return model_version
+
+
+def metrics_from_metadata(metadata: dict) -> dict:
+    """What the registry keeps of a checkpoint's training metadata: the held-out report and the
+    validation curve the clinics choose their operating point from."""
+    metrics = dict(metadata.get("metrics") or {})
+    report = metadata.get("test_report") or {}
+    if report:
+        metrics["test"] = report
+    if metadata.get("validation_roc"):
+        metrics["validation_roc"] = metadata["validation_roc"]
+    if metadata.get("config"):
+        metrics["config"] = metadata["config"]
+    return metrics
+
+
+def plots_dir(model_version: ModelVersion) -> Path:
+    return Path(settings.MODEL_ROOT) / "plots" / model_version.weights_sha256
+
+
+def model_version_plots(model_version: ModelVersion) -> dict[str, Path]:
+    """Draw (once) the held-out evaluation plots of a model version from its stored report."""
+    report = (model_version.metrics or {}).get("test")
+    if not report:
+        return {}
+    folder = plots_dir(model_version)
+    names = ("confusion_matrix", "roc", "reliability")
+    if not all((folder / f"{n}.png").is_file() for n in names):
+        from ml.evaluation import save_plots
+        from ml.taxonomy import classes_from_dicts
+
+        save_plots(report, None, None, folder, classes=classes_from_dicts(model_version.classes))
+    return {n: folder / f"{n}.png" for n in names if (folder / f"{n}.png").is_file()}
 
 
 def demo_model_ensure(*, seed: int = 0) -> ModelVersion | None:

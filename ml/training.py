@@ -1104,6 +1104,12 @@ def _finish(config, data, completed, run_dir, device, started) -> Checkpoint:
         "selected_fold": fold,
         "temperature": temperature,
         "validation": _short(validation_report),
+        # The calibrated malignant probability's ROC on validation data, with thresholds: what a
+        # clinic chooses its operating point from.
+        "validation_roc": evaluation.operating_curve(
+            validation.malignant_targets.numpy(),
+            torch.sigmoid(validation.malignant_logits / temperature).numpy(),
+        ),
         "test_report": test_report,
         "timing": {
             "seconds": time.perf_counter() - started,

@@ -1,0 +1,71 @@
+"""Evaluate a registered model version on a data set; print the metrics, write JSON."""
+
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from ml.models import ModelVersion
+
+
+class Command(BaseCommand):
+    help = "Evaluate MODEL_VERSION (id, or name:version) on ISIC-format data."
+
+    def add_arguments(self, parser):
+        parser.add_argument("model_version")
+        parser.add_argument("--data", required=True)
+        parser.add_argument(
+            "--format",
+            default="ham10000",
+            choices=["ham10000", "isic2019", "isic-archive", "folder"],
+        )
+        parser.add_argument("--csv", dest="csv_path")
+        parser.add_argument("--metadata", dest="metadata_path")
+        parser.add_argument("--max-per-class", type=int)
+        parser.add_argument("--batch-size", type=int, default=64)
+        parser.add_argument("--num-workers", type=int, default=0)
+        parser.add_argument("--device", default="auto")
+        parser.add_argument("--json", dest="json_path", help="Write the full report here")
+
+    def handle(self, *args, model_version, **o):
+        from ml.checkpoint import load_checkpoint, sha256_file
+        from ml.evaluation import format_report
+        from ml.training import evaluate_on_data
+
+        version = _find(model_version)
+        if sha256_file(version.weights_path) != version.weights_sha256:
+            raise CommandError(f"the weights of {version} do not match the registry; refusing")
+        try:
+            report = evaluate_on_data(
+                load_checkpoint(version.weights_path),
+                o["data"],
+                o["format"],
+                csv_path=o["csv_path"],
+                metadata_path=o["metadata_path"],
+                max_per_class=o["max_per_class"],
+                batch_size=o["batch_size"],
+                num_workers=o["num_workers"],
+                device=o["device"],
+            )
+        except (ValueError, FileNotFoundError) as exc:
+            raise CommandError(str(exc))
+        report["model_version"] = {
+            "id": version.pk,
+            "name": version.name,
+            "version": version.version,
+        }
+        self.stdout.write(format_report(report))
+        if o["json_path"]:
+            Path(o["json_path"]).write_text(json.dumps(report, indent=1, default=str))
+            self.stdout.write(f"Report written to {o['json_path']}")
+
+
+def _find(reference: str) -> ModelVersion:
+    if reference.isdigit():
+        version = ModelVersion.objects.filter(pk=int(reference)).first()
+    else:
+        name, _, tag = reference.partition(":")
+        version = ModelVersion.objects.filter(name=name, version=tag or "1").first()
+    if version is None:
+        raise CommandError(f"no model version {reference!r}")
+    return version
