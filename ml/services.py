@@ -130,13 +130,17 @@ def model_version_plots(model_version: ModelVersion) -> dict[str, Path]:
 
 
 def demo_model_ensure(*, seed: int = 0) -> ModelVersion | None:
-    """Register and activate a DEMO model (random ResNet50 weights) when no model exists.
+    """Make sure some model is active: when none is, activate the DEMO model (random ResNet50
+    weights), registering it first if needed.
 
-    Returns the new version, or None when a model was already registered. Predictions made with
-    it carry a visible "demo model — predictions are meaningless" banner.
+    Returns the DEMO version it activated, or None when a model was already active. Predictions
+    made with it carry a visible "demo model — predictions are meaningless" banner.
     """
-    if ModelVersion.objects.exists():
+    if ModelVersion.objects.filter(is_active=True).exists():
         return None
+    existing = ModelVersion.objects.filter(is_demo=True).order_by("-created_at").first()
+    if existing is not None:
+        return model_version_activate(model_version=existing)
     import torch
 
     from ml.checkpoint import Checkpoint, save_checkpoint

@@ -92,3 +92,19 @@ def test_the_demo_model_is_registered_once_and_flagged(settings):
     version = ModelVersion.objects.get()
     assert version.is_demo and version.is_active and version.backbone == "resnet50"
     assert len(version.classes) == 8
+
+
+@pytest.mark.django_db
+def test_without_an_active_model_the_demo_model_is_activated_again(small_checkpoint_file):
+    from ml.models import ModelVersion
+    from ml.services import model_version_register
+
+    call_command("ensure_demo_model")
+    trained = model_version_register(path=small_checkpoint_file, name="trained", version="1")
+    call_command("ensure_demo_model")  # the trained one is not active: the demo stays active
+    assert ModelVersion.objects.get(is_active=True).is_demo
+    ModelVersion.objects.update(is_active=False)
+    call_command("ensure_demo_model")
+    assert ModelVersion.objects.get(is_active=True).is_demo
+    assert ModelVersion.objects.filter(is_demo=True).count() == 1
+    assert not ModelVersion.objects.get(pk=trained.pk).is_active

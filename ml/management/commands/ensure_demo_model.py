@@ -4,12 +4,12 @@ from ml.services import demo_model_ensure
 
 
 class Command(BaseCommand):
-    help = "Register and activate a DEMO model (random weights) when no model is registered."
+    help = "When no model is active, activate the DEMO model (random weights), registering it."
 
     def handle(self, *args, **options):
         created = demo_model_ensure()
         if created is None:
-            self.stdout.write("A model is already registered; no demo model added.")
+            self.stdout.write("A model is active; the DEMO model is not needed.")
         else:
             self.stdout.write(
                 self.style.WARNING(
