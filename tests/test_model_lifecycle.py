@@ -98,3 +98,26 @@ def test_the_admin_action_queues_shadow_runs(
     )
     assert done.status_code == 302
     assert Prediction.objects.filter(case=case, model_version=candidate, shadow=True).exists()
+
+
+def test_a_case_started_too_often_without_finishing_is_set_aside(
+    clinic, clinician, active_model, settings, django_capture_on_commit_callbacks
+):
+    from diagnosis import services
+    from diagnosis.models import Case
+    from tests import images
+    from tests.conftest import upload
+    from tests.factories import LesionFactory, PatientFactory
+
+    lesion = LesionFactory(patient=PatientFactory(clinic=clinic))
+    case = services.case_submit(
+        user=clinician, lesion=lesion, upload=upload(images.jpeg_bytes())
+    ).case
+    # As if a worker had died this many times mid-inference on it (acks_late redelivers it).
+    Case.objects.filter(pk=case.pk).update(attempts=settings.PREDICT_MAX_ATTEMPTS)
+    from ml.tasks import predict_case_task
+
+    predict_case_task.delay(case.pk)
+    case.refresh_from_db()
+    assert case.status == "failed" and "never finished" in case.error
+    assert not Prediction.objects.filter(case=case).exists()
