@@ -175,6 +175,12 @@ def demo_model_ensure(*, seed: int = 0) -> ModelVersion | None:
 # --- predictions --------------------------------------------------------------------------
 
 
+# Celery copies the sender's task time limits into each message, where they override the
+# worker's own. Sent as None, the worker's settings (PREDICT_SOFT_TIME_LIMIT, PREDICT_TIME_LIMIT)
+# decide, wherever the message came from.
+WORKER_TIME_LIMITS = {"time_limit": None, "soft_time_limit": None}
+
+
 def enqueue_prediction(*, case_id: int) -> bool:
     """Send the case to the inference queue. A broker outage is logged, not raised: the case
     stays ``queued`` and the periodic sweeper enqueues it again."""
@@ -182,7 +188,7 @@ def enqueue_prediction(*, case_id: int) -> bool:
 
     Case.objects.filter(pk=case_id).update(enqueued_at=timezone.now())
     try:
-        predict_case_task.apply_async(args=[case_id], retry=False)
+        predict_case_task.apply_async(args=[case_id], retry=False, **WORKER_TIME_LIMITS)
     except Exception as exc:  # noqa: BLE001 - kombu raises many kinds when the broker is down
         logger.warning("could not enqueue case %s (%s); the sweeper will retry", case_id, exc)
         return False
@@ -488,7 +494,10 @@ def shadow_run_enqueue(*, case_ids: list[int], model_version: ModelVersion) -> i
     for case_id in case_ids:
         try:
             predict_case_task.apply_async(
-                args=[case_id], kwargs={"model_version_id": model_version.pk}, retry=False
+                args=[case_id],
+                kwargs={"model_version_id": model_version.pk},
+                retry=False,
+                **WORKER_TIME_LIMITS,
             )
         except Exception as exc:  # noqa: BLE001 - a broker outage: report, don't crash
             logger.warning("could not enqueue shadow run of case %s: %s", case_id, exc)
