@@ -6,8 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
+LOAD_STAMP := $(VENV)/.load-installed
 
-.PHONY: run test lint check install install-dev bench
+.PHONY: run test lint check install install-dev bench load
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -19,6 +20,10 @@ $(RUN_STAMP): requirements.txt | $(PY)
 
 $(DEV_STAMP): requirements.txt requirements-dev.txt $(RUN_STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(LOAD_STAMP): requirements-load.txt $(DEV_STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-load.txt
 	touch $@
 
 install: $(RUN_STAMP)
@@ -45,3 +50,9 @@ test: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Load (not part of `make test`): Locust clinicians, a dermatologist and API readers against
+# gunicorn + a Celery worker + PostgreSQL + Redis on loopback for LOAD_SECONDS (default 60).
+LOAD_SECONDS ?= 60
+load: $(LOAD_STAMP)
+	$(PY) bench/load.py --duration $(LOAD_SECONDS)

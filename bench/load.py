@@ -1,0 +1,480 @@
+"""Load: concurrent clinicians uploading and polling, a dermatologist reading pages and API
+clients reading lists, against the real stack on loopback: gunicorn + a Celery worker +
+PostgreSQL + Redis. Prints uploads/s, upload→result p50/p95, page and API read p95, errors and
+lost cases, and writes them as JSON. ``make load`` runs it (not part of ``make test``).
+
+Usage::
+
+    .venv/bin/python bench/load.py [--duration 60] [--clinicians 4] [--api-readers 2]
+
+It uses its own PostgreSQL database (``skinsense_load``, dropped and made again), its own Redis
+key prefix, a temporary private media folder and the DEMO model (ResNet50, random weights: the
+figures are about the machinery, not the diagnoses). Images come from
+``../shared/data/isic-sample`` when present, else are generated.
+"""
+
+from locust import HttpUser, between, events, task  # noqa: I001 - gevent patches first
+from locust.env import Environment
+
+import argparse
+import io
+import itertools
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import gevent
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT.parent / "shared" / "data" / "isic-sample"
+PYTHON = sys.executable
+PASSWORD = "load-test-" + uuid.uuid4().hex[:12]
+UPLOAD_TO_RESULT = "upload→result"
+
+SETUP_CODE = """
+import json
+from django.contrib.auth import get_user_model
+from diagnosis.models import Clinic, Membership, Patient, Lesion
+User = get_user_model()
+clinic = Clinic.objects.create(name="Load clinic")
+out = {"clinic": clinic.pk, "clinicians": [], "readers": []}
+def member(name, role):
+    user = User.objects.create_user(username=name, password=PASSWORD)
+    Membership.objects.create(user=user, clinic=clinic, role=role)
+    return name
+for i in range(CLINICIANS):
+    name = member(f"load-clinician-{i}", "clinician")
+    lesions = []
+    for j in range(3):
+        patient = Patient.objects.create(clinic=clinic, identifier=f"LOAD-{i}-{j}")
+        lesions.append(Lesion.objects.create(
+            clinic=clinic, patient=patient, label=f"lesion {j}"
+        ).pk)
+    out["clinicians"].append({"username": name, "lesions": lesions})
+for i in range(READERS):
+    out["readers"].append(member(f"load-reader-{i}", "clinician"))
+out["dermatologist"] = member("load-derm", "dermatologist")
+print("SETUP-JSON " + json.dumps(out))
+"""
+
+CHECK_CODE = """
+import json
+from django.db.models import Count, Q
+from diagnosis.models import Case
+rows = Case.objects.filter(clinic_id=CLINIC).annotate(
+    n=Count("predictions", filter=Q(predictions__shadow=False))
+).values("pk", "status", "n")
+print("CHECK-JSON " + json.dumps(list(rows)))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def manage(env: dict, *args: str, code: str | None = None) -> str:
+    command = [PYTHON, "manage.py", *args]
+    if code is not None:
+        command += ["-c", code]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def json_line(output: str, marker: str):
+    for line in output.splitlines():
+        if line.startswith(marker):
+            return json.loads(line[len(marker) :])
+    sys.exit(f"no {marker} in:\n{output}")
+
+
+def recreate_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as db:
+        db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name]
+        )
+        db.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        db.execute(f'CREATE DATABASE "{name}"')
+
+
+def wait_for_port(port: int, process: subprocess.Popen, what: str, log: Path, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"{what} exited:\n{log.read_text()[-3000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f"{what} did not answer on port {port}")
+
+
+def wait_for_log(marker: str, process: subprocess.Popen, what: str, log: Path, timeout=120):
+    deadline = time.monotonic() + timeout
+    while marker not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"{what} did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def image_source():
+    """Endless distinct JPEGs: the ISIC sample's, else generated ones."""
+    if SAMPLE.is_dir():
+        paths = sorted(SAMPLE.glob("*.jpg"))
+        random.Random(0).shuffle(paths)
+        for path in itertools.cycle(paths):
+            yield path.name, path.read_bytes()
+    from PIL import Image
+
+    rng = random.Random(0)
+    for index in itertools.count():
+        image = Image.new("RGB", (600, 450), tuple(rng.randrange(256) for _ in range(3)))
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=90)
+        yield f"generated-{index}.jpg", buffer.getvalue()
+
+
+IMAGES = image_source()
+SETUP: dict = {}
+UPLOADED: list[int] = []
+LATENCIES: list[float] = []
+
+
+def csrf_from(html: str) -> str:
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+    if not match:
+        raise RuntimeError("no CSRF token on the page")
+    return match.group(1)
+
+
+class BrowserUser(HttpUser):
+    abstract = True
+    username = ""
+
+    def login(self):
+        page = self.client.get("/accounts/login/", name="page: login")
+        response = self.client.post(
+            "/accounts/login/",
+            {
+                "username": self.username,
+                "password": PASSWORD,
+                "csrfmiddlewaretoken": csrf_from(page.text),
+            },
+            name="login",
+            allow_redirects=False,
+        )
+        if response.status_code != 302:
+            raise RuntimeError(f"login of {self.username} failed: {response.status_code}")
+
+
+class Clinician(BrowserUser):
+    """Uploads an image on the new-case page, polls the case until its result, reads pages."""
+
+    wait_time = between(1, 3)
+    accounts = iter(())
+
+    def on_start(self):
+        account = next(Clinician.accounts)
+        self.username, self.lesions = account["username"], account["lesions"]
+        self.login()
+
+    @task
+    def upload_and_wait(self):
+        page = self.client.get("/cases/new/", name="page: new case")
+        name, content = next(IMAGES)
+        started = time.monotonic()
+        with self.client.post(
+            "/cases/new/",
+            data={
+                "csrfmiddlewaretoken": csrf_from(page.text),
+                "clinic": SETUP["clinic"],
+                "lesion": random.choice(self.lesions),
+                "image_type": "dermoscopic",
+            },
+            files={"image": (name, content, "image/jpeg")},
+            name="upload (page)",
+            allow_redirects=False,
+            catch_response=True,
+        ) as response:
+            match = re.search(r"/cases/(\d+)/", response.headers.get("Location", ""))
+            if response.status_code != 302 or not match:
+                response.failure(f"upload answered {response.status_code}")
+                return
+        case_id = int(match.group(1))
+        UPLOADED.append(case_id)
+        while True:
+            gevent.sleep(0.25)
+            status = self.client.get(f"/cases/{case_id}/status/", name="poll: case status")
+            if status.status_code != 200:
+                continue
+            state = status.json()["status"]
+            if state in ("done", "failed"):
+                break
+        elapsed = time.monotonic() - started
+        LATENCIES.append(elapsed)
+        events.request.fire(
+            request_type="FLOW",
+            name=UPLOAD_TO_RESULT,
+            response_time=elapsed * 1000,
+            response_length=0,
+            exception=None if state == "done" else RuntimeError("prediction failed"),
+            context={},
+        )
+        self.client.get(f"/cases/{case_id}/", name="page: case")
+
+
+class Dermatologist(BrowserUser):
+    """Reads the pages a dermatologist lives on."""
+
+    wait_time = between(0.5, 1.5)
+
+    def on_start(self):
+        self.username = SETUP["dermatologist"]
+        self.login()
+
+    @task(3)
+    def dashboard(self):
+        self.client.get("/", name="page: dashboard")
+
+    @task(2)
+    def review_queue(self):
+        self.client.get("/review/", name="page: review queue")
+
+    @task(1)
+    def patients(self):
+        self.client.get("/patients/", name="page: patients")
+
+
+class ApiReader(HttpUser):
+    """A clinic system reading over the API with a token."""
+
+    wait_time = between(0.3, 1.0)
+    accounts = iter(())
+
+    def on_start(self):
+        username = next(ApiReader.accounts)
+        response = self.client.post(
+            "/api/v1/auth/token/",
+            json={"username": username, "password": PASSWORD},
+            name="api: token",
+        )
+        self.client.headers["Authorization"] = f"Token {response.json()['token']}"
+
+    @task(3)
+    def cases(self):
+        self.client.get("/api/v1/cases/?page_size=50", name="api: cases list")
+
+    @task(1)
+    def patients(self):
+        self.client.get("/api/v1/patients/?page_size=50", name="api: patients list")
+
+    @task(2)
+    def one_case(self):
+        if UPLOADED:
+            case_id = random.choice(UPLOADED)
+            self.client.get(f"/api/v1/cases/{case_id}/", name="api: case detail")
+
+
+def percentile(values, q):
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=60, help="seconds of load")
+    parser.add_argument("--clinicians", type=int, default=4)
+    parser.add_argument("--api-readers", type=int, default=2)
+    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn processes")
+    parser.add_argument("--worker-concurrency", type=int, default=1, help="Celery processes")
+    parser.add_argument("--inference-threads", type=int, default=1, help="torch threads each")
+    parser.add_argument("--drain", type=int, default=240, help="seconds to wait for the last")
+    parser.add_argument("--out", default=str(ROOT / "var" / "bench"))
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="skinsense-load-"))
+    port = free_port()
+    database = "skinsense_load"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "skinsense_site.settings",
+        "DEBUG": "false",
+        "SECRET_KEY": uuid.uuid4().hex * 2,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "false",
+        "SESSION_COOKIE_SECURE": "false",
+        "CSRF_COOKIE_SECURE": "false",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
+        "CONN_MAX_AGE": "60",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/12",
+        "CELERY_KEY_PREFIX": f"skinsense-load-{os.getpid()}:",
+        "PRIVATE_MEDIA_ROOT": str(workdir / "media"),
+        "STATIC_ROOT": str(workdir / "static"),
+        "MODEL_ROOT": str(workdir / "media" / "models"),
+        "INFERENCE_DEVICE": "cpu",
+        "INFERENCE_THREADS": str(args.inference_threads),
+        "THROTTLE_UPLOADS": "600/min",
+        "PYTHONUNBUFFERED": "1",
+    }
+    processes: list[subprocess.Popen] = []
+
+    def stop_all():
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    try:
+        print(f"== database {database}, media {workdir}, port {port}")
+        recreate_database(database)
+        manage(env, "migrate", "--noinput")
+        manage(env, "collectstatic", "--noinput")
+        manage(env, "ensure_demo_model")
+        setup_code = SETUP_CODE.replace("PASSWORD", repr(PASSWORD))
+        setup_code = setup_code.replace("CLINICIANS", str(args.clinicians))
+        setup_code = setup_code.replace("READERS", str(args.api_readers))
+        SETUP.update(json_line(manage(env, "shell", code=setup_code), "SETUP-JSON "))
+
+        web_log, worker_log = workdir / "gunicorn.log", workdir / "worker.log"
+        processes.append(
+            subprocess.Popen(
+                [PYTHON, "-m", "gunicorn", "skinsense_site.wsgi:application"]
+                + ["--bind", f"127.0.0.1:{port}", "--workers", str(args.web_workers)]
+                + ["--threads", "4", "--timeout", "60"],
+                cwd=ROOT,
+                env=env,
+                stdout=web_log.open("w"),
+                stderr=subprocess.STDOUT,
+            )
+        )
+        processes.append(
+            subprocess.Popen(
+                [PYTHON, "-m", "celery", "-A", "skinsense_site", "worker", "-Q"]
+                + ["inference,default", "--pool", "prefork"]
+                + ["--concurrency", str(args.worker_concurrency), "--without-gossip"]
+                + ["--without-mingle", "--loglevel", "INFO"],
+                cwd=ROOT,
+                env=env,
+                stdout=worker_log.open("w"),
+                stderr=subprocess.STDOUT,
+            )
+        )
+        wait_for_port(port, processes[0], "gunicorn", web_log)
+        wait_for_log("ready.", processes[1], "the Celery worker", worker_log)
+        wait_for_log("worker warm-up", processes[1], "the worker's model warm-up", worker_log)
+
+        Clinician.accounts = iter(SETUP["clinicians"])
+        ApiReader.accounts = iter(SETUP["readers"])
+        Clinician.fixed_count = args.clinicians
+        Dermatologist.fixed_count = 1
+        ApiReader.fixed_count = args.api_readers
+        environment = Environment(
+            user_classes=[Clinician, Dermatologist, ApiReader],
+            host=f"http://127.0.0.1:{port}",
+            events=events,
+        )
+        runner = environment.create_local_runner()
+        users = {"Clinician": args.clinicians, "Dermatologist": 1, "ApiReader": args.api_readers}
+        total_users = sum(users.values())
+        print(f"== load: {users} for {args.duration} s against gunicorn + worker")
+        started = time.monotonic()
+        runner.start(total_users, spawn_rate=total_users)
+        gevent.sleep(args.duration)
+        uploads_in_window = len(UPLOADED)
+        runner.quit()
+        window = time.monotonic() - started
+
+        # Every uploaded case must end done, with exactly one prediction.
+        deadline = time.monotonic() + args.drain
+        check = CHECK_CODE.replace("CLINIC", str(SETUP["clinic"]))
+        while True:
+            rows = json_line(manage(env, "shell", code=check), "CHECK-JSON ")
+            pending = [r for r in rows if r["status"] in ("queued", "processing")]
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        by_id = {r["pk"]: r for r in rows}
+        lost = [pk for pk in UPLOADED if by_id.get(pk, {}).get("status") != "done"]
+        duplicated = [r["pk"] for r in rows if r["n"] > 1]
+        unknown = [r["pk"] for r in rows if r["pk"] not in set(UPLOADED)]
+        stats = environment.stats
+
+        def p95(name, method="GET"):
+            entry = stats.get(name, method)
+            return entry.get_response_time_percentile(0.95) if entry.num_requests else None
+
+        page_names = ["page: dashboard", "page: review queue", "page: patients", "page: case"]
+        api_names = ["api: cases list", "api: patients list", "api: case detail"]
+        page_times = [
+            t
+            for n in page_names
+            for t, c in stats.get(n, "GET").response_times.items()
+            for _ in range(c)
+        ]
+        api_times = [
+            t
+            for n in api_names
+            for t, c in stats.get(n, "GET").response_times.items()
+            for _ in range(c)
+        ]
+        result = {
+            "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.platform()}",
+            "stack": f"gunicorn {args.web_workers}×4 threads, Celery prefork "
+            f"{args.worker_concurrency}× torch threads {args.inference_threads}, PostgreSQL, "
+            "Redis, DEMO ResNet50 with Grad-CAM",
+            "users": users,
+            "duration_s": round(window, 1),
+            "uploads": len(UPLOADED),
+            "uploads_per_s": round(uploads_in_window / window, 2),
+            "upload_to_result_p50_s": round(statistics.median(LATENCIES), 2) if LATENCIES else None,
+            "upload_to_result_p95_s": round(percentile(LATENCIES, 0.95), 2) if LATENCIES else None,
+            "page_read_p95_ms": percentile(page_times, 0.95),
+            "api_read_p95_ms": percentile(api_times, 0.95),
+            "per_request_p95_ms": {n: p95(n) for n in page_names + api_names},
+            "requests": stats.total.num_requests,
+            "errors": stats.total.num_failures,
+            "error_examples": [str(e.to_dict())[:200] for e in stats.errors.values()][:5],
+            "lost_cases": len(lost),
+            "duplicated_predictions": len(duplicated),
+            "cases_nobody_uploaded": len(unknown),
+        }
+        print(json.dumps(result, indent=1, ensure_ascii=False))
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"load-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        path.write_text(json.dumps(result, indent=1, ensure_ascii=False))
+        print(f"== written to {path}")
+        ok = not result["errors"] and not lost and not duplicated
+        print("== PASS: 0 errors, 0 lost cases" if ok else "== FAIL")
+        sys.exit(0 if ok else 1)
+    finally:
+        stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
