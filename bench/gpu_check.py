@@ -1,0 +1,178 @@
+"""The GPU checks in one short run: AMP inference throughput, training throughput, a short
+real training run on the ISIC sample with its held-out report.
+
+Made for the lent GPU machine (one call, a few minutes), where only PyTorch, torchvision,
+scikit-learn and matplotlib are installed: it imports ``ml`` alone, never Django. On a CPU it
+runs the same steps, tiny (``--quick``), so the script itself is tested here. Usage::
+
+    python3 bench/gpu_check.py --data PATH/isic-sample --out DIR [--epochs 6] [--quick]
+
+Prints one JSON line per step and writes them all to ``DIR/gpu_check.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ml import training  # noqa: E402
+from ml.inference import pick_device  # noqa: E402
+from ml.network import SkinSenseNet  # noqa: E402
+from ml.taxonomy import ISIC2019_CLASSES  # noqa: E402
+
+GFLOP_PER_IMAGE = 8.17  # ResNet50 at 224×224, one forward pass
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or "cpu"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def inference_throughput(device, batches, amp: bool, seconds: float) -> list[dict]:
+    """Forward passes of SkinSenseNet (ResNet50, random weights) on random 224×224 batches."""
+    model = SkinSenseNet(backbone="resnet50", num_classes=len(ISIC2019_CLASSES)).eval()
+    model = model.to(device, memory_format=torch.channels_last)
+    results = []
+    for batch in batches:
+        images = torch.randn(batch, 3, 224, 224, device=device).to(
+            memory_format=torch.channels_last
+        )
+        autocast = training._autocast(device, amp)
+        with autocast:
+            for _ in range(3):  # warm-up: cudnn picks its algorithms
+                model(images)
+            sync(device)
+            runs, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds or runs < 3:
+                model(images)
+                runs += 1
+            sync(device)
+        elapsed = time.perf_counter() - started
+        rate = runs * batch / elapsed
+        results.append(
+            {
+                "step": "inference",
+                "amp_fp16": amp,
+                "batch": batch,
+                "images_per_second": round(rate, 1),
+                "ms_per_batch": round(1000 * elapsed / runs, 2),
+                "effective_tflops": round(rate * GFLOP_PER_IMAGE / 1000, 2),
+            }
+        )
+        print(json.dumps(results[-1]), flush=True)
+    return results
+
+
+def short_training(args, device) -> dict:
+    config = training.TrainConfig(
+        data=args.data,
+        format="ham10000",
+        folds=3,
+        run_folds=1,
+        backbone="resnet50",
+        init="random",
+        image_size=args.image_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=1e-3,
+        warmup_epochs=1,
+        patience=0,
+        num_workers=args.num_workers,
+        device=str(device),
+        max_per_class=args.max_per_class,
+        max_steps_per_epoch=args.max_steps,
+        output_dir=str(Path(args.out) / "run"),
+        progress=False,
+    )
+    epochs = []
+
+    def on_epoch(row: dict) -> None:
+        keep = ("fold", "epoch", "train_loss", "val_balanced_accuracy", "val_macro_auc")
+        keep += ("val_malignant_auc", "train_images_per_second", "val_images_per_second")
+        epochs.append({key: row.get(key) for key in keep})
+        print(json.dumps({"step": "epoch", **epochs[-1]}), flush=True)
+
+    started = time.perf_counter()
+    checkpoint = training.train(config, on_epoch)
+    report = checkpoint.metadata.get("test_report") or {}
+    summary = {
+        "step": "training",
+        "backbone": "resnet50",
+        "init": "random",
+        "image_size": args.image_size,
+        "epochs": args.epochs,
+        "minutes": round((time.perf_counter() - started) / 60, 2),
+        "temperature": checkpoint.temperature,
+        "held_out": {
+            key: report.get(key)
+            for key in (
+                "n",
+                "balanced_accuracy",
+                "macro_auc",
+                "malignant_auc",
+                "sensitivity_at_specificity",
+                "ece",
+                "ece_calibrated",
+                "malignant_ece",
+                "malignant_ece_calibrated",
+                "images_per_second",
+            )
+        },
+    }
+    print(json.dumps(summary, default=str), flush=True)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--num-workers", type=int, default=min(12, os.cpu_count() or 1))
+    parser.add_argument("--seconds", type=float, default=3.0, help="per inference measurement")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test on a CPU")
+    args = parser.parse_args()
+    args.max_per_class = args.max_steps = None
+    batches = [1, 32, 128]
+    if args.quick:
+        args.epochs, args.image_size, args.batch_size, args.num_workers = 1, 64, 8, 0
+        args.max_per_class, args.max_steps, args.seconds, batches = 6, 2, 0.1, [1, 2]
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    device = pick_device("auto")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    header = {
+        "step": "machine",
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+    }
+    print(json.dumps(header), flush=True)
+    rows = [header]
+    rows += inference_throughput(device, batches, amp=device.type == "cuda", seconds=args.seconds)
+    if device.type == "cuda":
+        rows += inference_throughput(device, batches[-1:], amp=False, seconds=args.seconds)
+    rows.append(short_training(args, device))
+    (Path(args.out) / "gpu_check.json").write_text(json.dumps(rows, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
