@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,56 +16,14 @@ import torch
 from PIL import Image
 
 from ml.checkpoint import Checkpoint, load_checkpoint, sha256_file
-from ml.taxonomy import DiagnosisClass
+from ml.interpretation import PredictionResult, interpret
 from ml.transforms import eval_transform
+
+__all__ = ["PredictionResult", "Predictor", "WeightsMismatchError", "get_predictor", "interpret"]
 
 
 class WeightsMismatchError(RuntimeError):
     """The weights file on disk is not the one the registry recorded."""
-
-
-@dataclass(frozen=True)
-class PredictionResult:
-    malignant_probability: float
-    diagnosis_probabilities: dict[str, float]  # class code -> probability, the model's order
-    top_diagnosis: str
-    top_probability: float
-    category: str  # benign | indeterminate | malignant
-    uncertain: bool
-    malignant_threshold: float
-    inference_ms: float
-
-
-def interpret(
-    *,
-    malignant_probability: float,
-    diagnosis_probabilities: dict[str, float],
-    classes: list[DiagnosisClass],
-    thresholds: dict,
-) -> tuple[str, str, float, bool]:
-    """Read the two heads together. Returns (top_diagnosis, category, top_probability, uncertain).
-
-    The category is malignant when the binary head reaches the malignant threshold; otherwise the
-    top diagnosis's category. When the heads disagree (malignant by one, not by the other) the
-    category is indeterminate and the result uncertain, as it is when the top diagnosis's
-    probability is below the model's confidence threshold: "uncertain — refer".
-    """
-    by_code = {c.code: c for c in classes}
-    top_code = max(diagnosis_probabilities, key=diagnosis_probabilities.get)
-    top_probability = diagnosis_probabilities[top_code]
-    top_category = by_code[top_code].category
-    malignant_threshold = float(thresholds.get("malignant", 0.5))
-    says_malignant = malignant_probability >= malignant_threshold
-    uncertain = top_probability < float(thresholds.get("confidence", 0.5))
-    if says_malignant:
-        category = "malignant"
-        uncertain = uncertain or top_category == "benign"
-    elif top_category == "malignant":
-        category = "indeterminate"
-        uncertain = True
-    else:
-        category = top_category
-    return top_code, category, top_probability, uncertain
 
 
 def pick_device(setting: str = "auto") -> torch.device:

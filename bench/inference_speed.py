@@ -1,0 +1,225 @@
+"""CPU inference throughput (images/s): eager torch fp32 vs ONNX Runtime fp32 vs ONNX Runtime int8.
+
+A SkinSenseNet with random weights (nothing is downloaded), exported and quantised through the
+real pipeline (``ml.onnx_engine``), timed at batch 1, 8 and 32 on the model alone (inputs
+already preprocessed): torch in ``inference_mode`` with channels_last weights and inputs, ONNX
+Runtime with the serving session options. The machine's fp32 peak is measured with a large
+torch matmul on the same threads, and each throughput is also given as a fraction of it
+(images/s × GFLOP per image ÷ peak GFLOP/s; ResNet50 at 224 is 8.17 GFLOP). int8 runs integer
+kernels, so its fraction of the fp32 peak can exceed what fp32 could reach. Usage::
+
+    .venv/bin/python bench/inference_speed.py [--threads 2] [--json out.json]
+    .venv/bin/python bench/inference_speed.py --backbone resnet18 --image-size 128 --quick
+
+The int8 model is calibrated on ``../shared/data/isic-sample`` when it is there, else on noise
+(the ranges matter for accuracy, not speed). Another script in ``bench/`` can
+``from inference_speed import run`` and get the same dict that ``--json`` writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ml import onnx_engine  # noqa: E402
+from ml.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
+from ml.network import SkinSenseNet  # noqa: E402
+from ml.taxonomy import ISIC2019_CLASSES  # noqa: E402
+from ml.transforms import default_preprocessing  # noqa: E402
+
+SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "isic-sample"
+
+
+def peak_gflops(*, size: int = 4096, repeats: int = 5) -> float:
+    """Best fp32 GFLOP/s of a size×size sgemm (torch.mm) on torch's current threads."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)  # warm-up: thread pool and allocations
+    best = 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * size**3 / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+def images_per_second(step: Callable[[], object], batch: int, *, seconds: float) -> float:
+    """Throughput of ``step`` (one batch) after one untimed call: at least two timed calls,
+    more until ``seconds`` have passed; the best call's rate (the least disturbed one)."""
+    step()
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while len(times) < 2 or time.perf_counter() < deadline:
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    return batch / min(times)
+
+
+def gflop_per_image(model: torch.nn.Module, image_size: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, image_size, image_size))
+    return counter.get_total_flops() / 1e9
+
+
+def calibration_images(count: int, image_size: int) -> list:
+    """Paths of real dermoscopy images when the ISIC sample is here, else noise images."""
+    labels = SAMPLE / "labels.csv"
+    if labels.is_file():
+        paths = sorted((SAMPLE / "images").glob("*.jpg"))[:count]
+        if paths:
+            return paths
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    shape = (image_size + 32, image_size + 32, 3)
+    return [Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)) for _ in range(count)]
+
+
+def run(
+    *,
+    backbone: str = "resnet50",
+    image_size: int = 224,
+    batch_sizes: Sequence[int] = (1, 8, 32),
+    threads: int | None = None,
+    seconds: float = 3.0,
+    calibration: int = 16,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Measure everything; returns a JSON-able dict (see ``main`` for its table)."""
+    threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    network = SkinSenseNet(num_classes=len(ISIC2019_CLASSES), backbone=backbone).eval()
+    gflop = gflop_per_image(network, image_size)
+    log(f"{backbone} at {image_size}: {gflop:.2f} GFLOP per image; {threads} threads")
+    peak = peak_gflops()
+    log(f"fp32 peak (4096² sgemm): {peak:.1f} GFLOP/s")
+
+    result: dict = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "threads": threads,
+            "torch": torch.__version__,
+            "onnxruntime": onnx_engine.ort.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        },
+        "model": {"backbone": backbone, "image_size": image_size, "gflop_per_image": gflop},
+        "peak_gflops": peak,
+        "results": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="inference-speed.") as work:
+        checkpoint = Checkpoint(
+            backbone=backbone,
+            classes=ISIC2019_CLASSES,
+            state_dict=network.state_dict(),
+            preprocessing=default_preprocessing(image_size),
+        )
+        weights = Path(work) / "model.pt"
+        sha256 = save_checkpoint(checkpoint, weights)
+        started = time.perf_counter()
+        fp32_path = onnx_engine.export_onnx(weights, sha256, work)
+        result["export_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        int8_path = onnx_engine.onnx_path_for(work, sha256, variant="int8")
+        onnx_engine.quantize_int8(fp32_path, calibration_images(calibration, image_size), int8_path)
+        result["quantize_s"] = time.perf_counter() - started
+        log(f"export {result['export_s']:.1f} s, int8 quantisation {result['quantize_s']:.1f} s")
+
+        model = network.to(memory_format=torch.channels_last)
+        sessions = {
+            "onnxruntime-fp32": onnx_engine.create_session(fp32_path, threads=threads),
+            "onnxruntime-int8": onnx_engine.create_session(int8_path, threads=threads),
+        }
+        rng = np.random.default_rng(0)
+        for batch in batch_sizes:
+            array = rng.standard_normal((batch, 3, image_size, image_size), dtype=np.float32)
+            tensor = torch.from_numpy(array).contiguous(memory_format=torch.channels_last)
+
+            def torch_step(tensor=tensor):
+                with torch.inference_mode():
+                    return model(tensor)
+
+            steps = {"torch-fp32": torch_step}
+            for name, session in sessions.items():
+                steps[name] = lambda session=session, array=array: session.run(
+                    None, {onnx_engine.INPUT_NAME: array}
+                )
+            for engine, step in steps.items():
+                rate = images_per_second(step, batch, seconds=seconds)
+                row = {
+                    "engine": engine,
+                    "batch": batch,
+                    "images_per_s": rate,
+                    "fraction_of_peak": rate * gflop / peak,
+                }
+                result["results"].append(row)
+                log(
+                    f"  {engine:<17} batch {batch:>3}: {rate:8.2f} images/s "
+                    f"({row['fraction_of_peak']:.0%} of peak)"
+                )
+    return result
+
+
+def table(result: dict) -> str:
+    engines = list(dict.fromkeys(r["engine"] for r in result["results"]))
+    batches = list(dict.fromkeys(r["batch"] for r in result["results"]))
+    cell = {(r["engine"], r["batch"]): r for r in result["results"]}
+    lines = [
+        f"{result['model']['backbone']} at {result['model']['image_size']} "
+        f"({result['model']['gflop_per_image']:.2f} GFLOP/image), "
+        f"{result['machine']['threads']} threads, peak {result['peak_gflops']:.1f} GFLOP/s",
+        f"{'images/s (fraction of peak)':<28}" + "".join(f"{f'batch {b}':>18}" for b in batches),
+    ]
+    for engine in engines:
+        values = "".join(
+            f"{cell[engine, b]['images_per_s']:>10.2f} ({cell[engine, b]['fraction_of_peak']:4.0%})"
+            for b in batches
+        )
+        lines.append(f"{engine:<28}{values}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="resnet50")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-sizes", default="1,8,32")
+    parser.add_argument("--threads", type=int, default=None, help="default: all CPUs")
+    parser.add_argument("--seconds", type=float, default=3.0, help="timing per measurement")
+    parser.add_argument("--calibration", type=int, default=16, help="int8 calibration images")
+    parser.add_argument("--quick", action="store_true", help="short timings (a smoke test)")
+    parser.add_argument("--json", dest="json_path", help="also write the results here")
+    args = parser.parse_args()
+    result = run(
+        backbone=args.backbone,
+        image_size=args.image_size,
+        batch_sizes=[int(b) for b in args.batch_sizes.split(",")],
+        threads=args.threads,
+        seconds=0.2 if args.quick else args.seconds,
+        calibration=4 if args.quick else args.calibration,
+    )
+    print()
+    print(table(result))
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"written to {args.json_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""How a model's two heads are read, without PyTorch: ``PredictionResult`` and ``interpret``.
+
+No Django and no torch here, so a worker serving the ONNX Runtime backend (``ml.onnx_engine``)
+never loads torch. ``ml.inference`` (the PyTorch backend) uses these same definitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ml.taxonomy import DiagnosisClass
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    malignant_probability: float
+    diagnosis_probabilities: dict[str, float]  # class code -> probability, the model's order
+    top_diagnosis: str
+    top_probability: float
+    category: str  # benign | indeterminate | malignant
+    uncertain: bool
+    malignant_threshold: float
+    inference_ms: float
+
+
+def interpret(
+    *,
+    malignant_probability: float,
+    diagnosis_probabilities: dict[str, float],
+    classes: list[DiagnosisClass],
+    thresholds: dict,
+) -> tuple[str, str, float, bool]:
+    """Read the two heads together. Returns (top_diagnosis, category, top_probability, uncertain).
+
+    The category is malignant when the binary head reaches the malignant threshold; otherwise the
+    top diagnosis's category. When the heads disagree (malignant by one, not by the other) the
+    category is indeterminate and the result uncertain, as it is when the top diagnosis's
+    probability is below the model's confidence threshold: "uncertain — refer".
+    """
+    by_code = {c.code: c for c in classes}
+    top_code = max(diagnosis_probabilities, key=diagnosis_probabilities.get)
+    top_probability = diagnosis_probabilities[top_code]
+    top_category = by_code[top_code].category
+    malignant_threshold = float(thresholds.get("malignant", 0.5))
+    says_malignant = malignant_probability >= malignant_threshold
+    uncertain = top_probability < float(thresholds.get("confidence", 0.5))
+    if says_malignant:
+        category = "malignant"
+        uncertain = uncertain or top_category == "benign"
+    elif top_category == "malignant":
+        category = "indeterminate"
+        uncertain = True
+    else:
+        category = top_category
+    return top_code, category, top_probability, uncertain
