@@ -228,13 +228,13 @@ def worker_warm_up() -> None:
         logger.info("worker warm-up: model %s loaded", model_version)
 
 
-def _load_case_image(case: Case):
-    from PIL import Image
+def _load_case_image(case: Case, preprocessing: dict):
+    """The stored image as the model needs it (large JPEGs decoded in draft mode)."""
+    from ml.images import open_for_model
 
     try:
         with case.image.open("rb") as handle:
-            with Image.open(handle) as image:
-                return image.convert("RGB")
+            return open_for_model(handle, preprocessing, draft=settings.INFERENCE_JPEG_DRAFT)
     except (OSError, ValueError) as exc:
         raise PermanentPredictionError(f"The stored image could not be read: {exc}") from exc
 
@@ -275,7 +275,7 @@ def predict_case(
             case.save(update_fields=["status", "attempts", "updated_at"])
 
     predictor = _predictor_for(model_version)
-    image = _load_case_image(case)
+    image = _load_case_image(case, predictor.preprocessing)
     result = predictor.predict(image, thresholds=clinic_thresholds(case.clinic_id, model_version))
     heatmap = _heatmap_png(predictor, image) if settings.PREDICTION_HEATMAPS else None
 

@@ -149,6 +149,8 @@ INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="auto")  # auto | cpu | c
 INFERENCE_THREADS = env.int("INFERENCE_THREADS", default=0)  # 0 = torch's default
 # Grad-CAM heatmap of the malignant head with every prediction (about one more forward+backward).
 PREDICTION_HEATMAPS = env.bool("PREDICTION_HEATMAPS", default=True)
+# Large JPEGs are decoded at 1/2, 1/4 or 1/8 scale (never below the model's resize size).
+INFERENCE_JPEG_DRAFT = env.bool("INFERENCE_JPEG_DRAFT", default=True)
 
 # Celery: no broker URL → eager mode, the whole flow runs in one process (embedded default).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
