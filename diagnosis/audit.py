@@ -7,6 +7,7 @@ The client address of the current request is kept in a context variable by
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import logging
 
 from django.conf import settings
@@ -18,10 +19,18 @@ _client_ip: contextvars.ContextVar[str | None] = contextvars.ContextVar("client_
 
 
 def client_ip(request) -> str | None:
+    """The client's address, for the audit trail and the login lockout (django-axes).
+
+    Behind a reverse proxy (``USE_X_FORWARDED_FOR``) it is the right-most X-Forwarded-For entry:
+    the one our proxy added. Entries to its left come from the client and could be anything, so
+    trusting them would let a client pick a fresh address for every login attempt (and a value
+    that is not an address at all could not be stored)."""
     if settings.USE_X_FORWARDED_FOR:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip() or None
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[-1].strip()
+        try:
+            return str(ipaddress.ip_address(forwarded))
+        except ValueError:
+            pass
     return request.META.get("REMOTE_ADDR") or None
 
 

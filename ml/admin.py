@@ -26,6 +26,10 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     actions = ["activate"]
     readonly_fields = ["evaluation_plots", "held_out_summary"]
 
+    class Media:
+        # The evaluation plots' layout: the CSP allows no inline styles.
+        css = {"all": ["css/admin_extra.css"]}
+
     @admin.display(description="Held-out test split")
     def held_out_summary(self, obj):
         report = (obj.metrics or {}).get("test") or {}
@@ -45,8 +49,8 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             return "No plots: this model was registered without an evaluation report."
         return format_html_join(
             "",
-            '<figure style="display:inline-block;margin:0 1rem 1rem 0"><img src="{}" alt="{}" '
-            'style="max-width:420px"><figcaption>{}</figcaption></figure>',
+            '<figure class="evaluation-plot"><img src="{}" alt="{}">'
+            "<figcaption>{}</figcaption></figure>",
             (
                 (
                     reverse("admin:ml_modelversion_plot", args=[obj.pk, name]),

@@ -3,9 +3,11 @@ import shutil
 import socket
 from pathlib import Path
 
+import django.test
 import pytest
 import torch
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.http import HttpRequest
 from rest_framework.test import APIClient
 
 from diagnosis.models import Role
@@ -133,6 +135,20 @@ def colleague(clinic):
 @pytest.fixture
 def outsider(other_clinic):
     return MembershipFactory(clinic=other_clinic, role=Role.CLINICIAN, user__username="out").user
+
+
+class Client(django.test.Client):
+    """The test client, whose ``login()`` hands authenticate() a request as django-axes requires
+    (the lockout is checked per request; Django's test client passes none)."""
+
+    def login(self, **credentials):
+        credentials.setdefault("request", HttpRequest())
+        return super().login(**credentials)
+
+
+@pytest.fixture
+def client():
+    return Client()
 
 
 def logged_in_client(client, user):

@@ -4,12 +4,14 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_seriali
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from diagnosis.audit import audit_record
+from diagnosis.lockout import cool_off_seconds, lockout_message
 from diagnosis.models import AuditAction, Membership
 
 TokenResponse = inline_serializer("TokenResponse", {"token": serializers.CharField()})
@@ -32,12 +34,29 @@ class TokenView(ObtainAuthToken):
     def get_permissions(self):
         return [IsAuthenticated()] if getattr(self.request, "method", None) == "DELETE" else []
 
-    @extend_schema(responses={200: TokenResponse, 400: OpenApiResponse(description="Bad login")})
+    @extend_schema(
+        responses={
+            200: TokenResponse,
+            400: OpenApiResponse(description="Bad login"),
+            429: OpenApiResponse(description="Locked out after repeated failed logins"),
+        }
+    )
     def post(self, request, *args, **kwargs):
-        response = super().post(request, *args, **kwargs)
-        user = Token.objects.get(key=response.data["token"]).user
+        serializer = self.get_serializer(data=request.data)
+        if not serializer.is_valid():
+            # django-axes counted the failure (authenticate() was given this request); once the
+            # username is locked out from this address, say so instead of "bad login".
+            if getattr(request, "axes_locked_out", False):
+                return Response(
+                    {"detail": lockout_message(request)},
+                    status=status.HTTP_429_TOO_MANY_REQUESTS,
+                    headers={"Retry-After": str(cool_off_seconds(request))},
+                )
+            raise ValidationError(serializer.errors)
+        user = serializer.validated_data["user"]
+        token, _ = Token.objects.get_or_create(user=user)
         audit_record(action=AuditAction.LOGIN, actor=user, target=user, detail={"via": "api"})
-        return response
+        return Response({"token": token.key})
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request, *args, **kwargs):
