@@ -1,16 +1,20 @@
 """Server-rendered pages. Thin: every read goes through selectors, every write through services."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, HttpResponseNotModified, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.http import parse_etags
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from diagnosis import selectors, services
+from diagnosis import selectors, services, thumbnails
 from diagnosis.audit import audit_record
 from diagnosis.forms import NewCaseForm, PatientSearchForm
 from diagnosis.models import AuditAction, Case, CaseStatus
@@ -27,6 +31,45 @@ def serve_private_image(file_field, *, filename: str) -> FileResponse:
     response["Cache-Control"] = "no-store, private"
     response["Content-Disposition"] = f'inline; filename="{filename}"'
     response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+# How long a browser keeps a thumbnail before asking again (If-None-Match → 304).
+THUMBNAIL_MAX_AGE = getattr(settings, "THUMBNAIL_MAX_AGE", 24 * 3600)
+
+
+def serve_case_thumbnail(request, case: Case, *, size: int, via: str = "web"):
+    """A case's cached JPEG thumbnail. Unlike the original, it may stay in the browser's own
+    cache (``private``): the bytes of a case never change, so its ETag never does either."""
+    if size not in thumbnails.THUMBNAIL_SIZES:
+        raise Http404("No thumbnail of that size.")
+    etag = thumbnails.etag_for(sha256=case.image_sha256, size=size)
+    headers = {
+        "ETag": etag,
+        "Cache-Control": f"private, max-age={THUMBNAIL_MAX_AGE}",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if_none_match = request.headers.get("If-None-Match", "")
+    if if_none_match and (set(parse_etags(if_none_match)) & {etag, f"W/{etag}", "*"}):
+        not_modified = HttpResponseNotModified()
+        for name, value in headers.items():
+            not_modified[name] = value
+        return not_modified  # the browser has these bytes already (audited when sent)
+    try:
+        path = thumbnails.case_thumbnail(case, size=size)
+    except thumbnails.ThumbnailError:
+        raise Http404("The image file is missing.")
+    audit_record(
+        action=AuditAction.VIEW,
+        actor=request.user,
+        target=case,
+        target_type="case_thumbnail",
+        detail={"size": size, **({"via": via} if via != "web" else {})},
+    )
+    response = FileResponse(path.open("rb"), content_type="image/jpeg")
+    for name, value in headers.items():
+        response[name] = value
+    response["Content-Disposition"] = f'inline; filename="case-{case.pk}-{size}.jpg"'
     return response
 
 
@@ -179,6 +222,14 @@ def case_image(request, pk: int):
     audit_record(action=AuditAction.VIEW, actor=request.user, target=case, target_type="case_image")
     extension = "png" if case.image.name.endswith(".png") else "jpg"
     return serve_private_image(case.image, filename=f"case-{case.pk}.{extension}")
+
+
+@login_required
+@require_GET
+def case_thumbnail(request, pk: int, size: int):
+    # The scoping queryset alone (no prediction prefetch): a list page asks for many of these.
+    case = get_object_or_404(Case.objects.for_user(request.user).select_related("clinic"), pk=pk)
+    return serve_case_thumbnail(request, case, size=size)
 
 
 @login_required

@@ -28,6 +28,8 @@ OBJECT_OF_ROUTE = {
     "operating-point": "clinic",
 }
 NOT_CLINICAL = {"modelversion"}  # the registry is the same for everyone
+# A value for each route argument other than <pk> (a new argument fails here until it is added).
+OTHER_ROUTE_ARGUMENTS = {"size": 256}
 
 
 @pytest.fixture
@@ -60,6 +62,8 @@ def api_detail_routes():
 
 
 def web_detail_routes():
+    """(name, other arguments) of every page route that takes an object's <pk>."""
+
     def walk(patterns, namespace=""):
         for entry in patterns:
             if isinstance(entry, URLResolver):
@@ -68,7 +72,8 @@ def web_detail_routes():
                     continue
                 yield from walk(entry.url_patterns, space)
             elif isinstance(entry, URLPattern) and "pk" in entry.pattern.regex.groupindex:
-                yield namespace + entry.name
+                others = set(entry.pattern.regex.groupindex) - {"pk"}
+                yield namespace + entry.name, {a: OTHER_ROUTE_ARGUMENTS[a] for a in others}
 
     yield from walk(get_resolver().url_patterns)
 
@@ -82,19 +87,21 @@ def test_every_api_route_with_an_object_id_is_404_for_an_outsider(clinician, for
         response = getattr(api, method)(url, {}, format="json")
         assert response.status_code == 404, (method, url, response.status_code)
         checked += 1
-    assert checked >= 8  # patient get/put/patch, lesion get, case get + image/heatmap/reviews
+    # patient get/put/patch, lesion get, case get + image/thumbnail/heatmap/reviews
+    assert checked >= 9
 
 
 def test_every_page_with_an_object_id_is_404_for_an_outsider(client, clinician, colleague, foreign):
     for user in (clinician, colleague):  # a dermatologist of the other clinic too
         logged_in_client(client, user)
-        names = list(web_detail_routes())
-        assert len(names) >= 6
-        for name in names:
+        routes = list(web_detail_routes())
+        assert len(routes) >= 7
+        assert "diagnosis:case-thumbnail" in dict(routes)
+        for name, others in routes:
             prefix = name.split(":")[-1].rsplit("-", 1)[0]
             key = name.split(":")[-1] if name.split(":")[-1] in OBJECT_OF_ROUTE else prefix
             obj = foreign[OBJECT_OF_ROUTE[key]]
-            url = reverse(name, kwargs={"pk": obj.pk})
+            url = reverse(name, kwargs={"pk": obj.pk, **others})
             codes = {method: getattr(client, method)(url).status_code for method in ("get", "post")}
             # 405 only for a method the view does not take at all; every other answer is 404.
             assert set(codes.values()) <= {404, 405} and 404 in codes.values(), (user, url, codes)
@@ -102,8 +109,8 @@ def test_every_page_with_an_object_id_is_404_for_an_outsider(client, clinician, 
 
 
 def test_anonymous_is_redirected_to_login_or_401(client, foreign):
-    for name in web_detail_routes():
-        response = client.get(reverse(name, kwargs={"pk": foreign["case"].pk}))
+    for name, others in web_detail_routes():
+        response = client.get(reverse(name, kwargs={"pk": foreign["case"].pk, **others}))
         assert response.status_code == 302 and "/accounts/login/" in response["Location"]
     from rest_framework.test import APIClient
 

@@ -200,8 +200,8 @@ def test_patient_page_shows_each_lesion_timeline_oldest_first(client, clinician,
     ).case
     page = logged_in_client(client, clinician).get(lesion.patient.get_absolute_url()).content
     assert b"back mole" in page
-    first = page.index(reverse("diagnosis:case-image", args=[earlier.pk]).encode())
-    second = page.index(reverse("diagnosis:case-image", args=[later.pk]).encode())
+    first = page.index(reverse("diagnosis:case-thumbnail", args=[earlier.pk, 256]).encode())
+    second = page.index(reverse("diagnosis:case-thumbnail", args=[later.pk, 256]).encode())
     assert first < second
     assert b"2024-01-15" in page and b"2025-06-01" in page
 
@@ -282,3 +282,99 @@ def test_a_failed_case_shows_its_reason_and_can_be_retried(
     # Still no model: it fails again, readably.
     assert clinic_case.status == CaseStatus.FAILED
     assert clinic_case.error == "No active model is registered."
+
+
+# --- list pages run a constant number of queries ------------------------------------------
+
+
+def _rows_only_model():
+    """A registry row without weights: enough for pages that list predictions."""
+    from ml.models import ModelVersion
+    from ml.taxonomy import ISIC2019_CLASSES
+
+    return ModelVersion.objects.create(
+        name="rows-only",
+        version="1",
+        backbone="resnet18",
+        classes=[c.as_dict() for c in ISIC2019_CLASSES],
+        weights_file="absent.pt",
+        weights_sha256="0" * 64,
+        is_active=True,
+    )
+
+
+def _add_cases(clinic, user, model_version, seeds, *, patient=None):
+    """Cases in every state a list shows: predicted (some uncertain, some reviewed, one with
+    a heatmap name), queued and failed; each on a new patient unless one is given."""
+    from diagnosis import services
+    from ml.models import Review
+
+    for seed in seeds:
+        lesion = (
+            LesionFactory(patient=PatientFactory(clinic=clinic))
+            if patient is None
+            else Lesion.objects.get_or_create(
+                patient=patient, clinic=clinic, label=f"lesion {seed % 3}"
+            )[0]
+        )
+        content = images.jpeg_bytes(color=(seed % 256, seed // 256, 77))
+        case = services.case_submit(user=user, lesion=lesion, upload=upload(content)).case
+        if seed % 4 == 3:
+            Case.objects.filter(pk=case.pk).update(status=CaseStatus.FAILED, error="No model.")
+            continue
+        if seed % 4 == 2:
+            continue  # queued
+        prediction = Prediction.objects.create(
+            case=case,
+            model_version=model_version,
+            malignant_probability=0.3 + seed % 5 / 10,
+            malignant_threshold=0.5,
+            diagnosis_probabilities={"NV": 0.6, "MEL": 0.4},
+            top_diagnosis="NV",
+            top_probability=0.6,
+            category="benign",
+            uncertain=seed % 2 == 0,
+            heatmap=f"heatmaps/{clinic.pk}/absent.png" if seed % 3 == 0 else "",
+            inference_ms=12,
+        )
+        Case.objects.filter(pk=case.pk).update(status=CaseStatus.DONE)
+        if seed % 5 == 1:
+            Review.objects.create(prediction=prediction, reviewer=user, verdict="agree")
+
+
+LIST_PAGES = [
+    ("dashboard", lambda patient: reverse("diagnosis:dashboard")),
+    ("patient list", lambda patient: reverse("diagnosis:patient-list")),
+    ("patient timeline", lambda patient: patient.get_absolute_url()),
+    ("review queue", lambda patient: reverse("ml:review-queue")),
+    ("review queue, all", lambda patient: reverse("ml:review-queue") + "?state=all"),
+    ("case detail", lambda patient: _first_case_of(patient).get_absolute_url()),
+]
+
+
+def _first_case_of(patient) -> Case:
+    return Case.objects.filter(lesion__patient=patient).order_by("pk").first()
+
+
+@pytest.mark.parametrize("name,url_for", LIST_PAGES, ids=[name for name, _ in LIST_PAGES])
+def test_list_pages_run_a_constant_number_of_queries(client, clinic, colleague, name, url_for):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    model_version = _rows_only_model()
+    patient = PatientFactory(clinic=clinic)
+    logged_in_client(client, colleague)  # a dermatologist: the review queue and its rows
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(url_for(patient))
+        assert response.status_code == 200
+        return len(captured)
+
+    _add_cases(clinic, colleague, model_version, [0])
+    _add_cases(clinic, colleague, model_version, [0, 3], patient=patient)  # one lesion, 2 cases
+    few = queries()
+    _add_cases(clinic, colleague, model_version, range(1, 20))
+    _add_cases(clinic, colleague, model_version, set(range(1, 20)) - {3}, patient=patient)
+    many = queries()
+    assert many == few, f"{name}: {few} queries with 1 case, {many} with 20"

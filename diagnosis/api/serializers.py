@@ -107,6 +107,9 @@ class CaseSerializer(serializers.ModelSerializer):
         source="submitted_by.username", read_only=True, default=None
     )
     image_url = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField(
+        help_text="A small JPEG of the image for lists (cacheable); add ?size=768 for a larger one."
+    )
     prediction = serializers.SerializerMethodField()
 
     class Meta:
@@ -125,6 +128,7 @@ class CaseSerializer(serializers.ModelSerializer):
             "height",
             "image_sha256",
             "image_url",
+            "thumbnail_url",
             "submitted_by",
             "created_at",
             "updated_at",
@@ -134,6 +138,11 @@ class CaseSerializer(serializers.ModelSerializer):
 
     def get_image_url(self, case) -> str:
         url = reverse("api:case-image", args=[case.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url
+
+    def get_thumbnail_url(self, case) -> str:
+        url = reverse("api:case-thumbnail", args=[case.pk])
         request = self.context.get("request")
         return request.build_absolute_uri(url) if request else url
 

@@ -39,7 +39,8 @@ from diagnosis.models import (
     Role,
     Webhook,
 )
-from diagnosis.views import serve_private_image
+from diagnosis.thumbnails import LIST_THUMBNAIL_SIZE, THUMBNAIL_SIZES
+from diagnosis.views import serve_case_thumbnail, serve_private_image
 from ml.models import Prediction, Review
 from ml.serializers import ReviewSerializer
 
@@ -342,6 +343,33 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
         except DjangoValidationError as exc:
             raise _as_drf_error(exc)
         return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "size",
+                int,
+                enum=list(THUMBNAIL_SIZES),
+                default=LIST_THUMBNAIL_SIZE,
+                description="Longest side in pixels (the aspect ratio is kept).",
+            )
+        ],
+        responses={
+            (200, "image/jpeg"): OpenApiResponse(
+                description="A JPEG thumbnail of the image; cacheable (ETag, If-None-Match → 304)"
+            ),
+            304: OpenApiResponse(description="Not modified: the ETag matches"),
+            400: OpenApiResponse(description="Not one of the offered sizes"),
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def thumbnail(self, request, pk=None):
+        case = self.get_object()  # a foreign case is 404 whatever the size
+        raw = request.query_params.get("size", str(LIST_THUMBNAIL_SIZE))
+        size = int(raw) if raw.isdigit() else 0
+        if size not in THUMBNAIL_SIZES:
+            raise ValidationError({"size": [f"One of {', '.join(map(str, THUMBNAIL_SIZES))}."]})
+        return serve_case_thumbnail(request, case, size=size, via="api")
 
     @extend_schema(
         responses={(200, "image/png"): OpenApiResponse(description="The prediction's heatmap")}

@@ -4,7 +4,6 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ml.checkpoint import CheckpointError
 from ml.services import model_version_register
 from ml.taxonomy import parse_class_spec
 
@@ -31,6 +30,8 @@ class Command(BaseCommand):
         parser.add_argument("--notes", default="")
 
     def handle(self, *args, path, name, model_version, classes, activate, notes, **options):
+        from ml.checkpoint import CheckpointError  # torch: loaded to check the weights, not before
+
         source = Path(path)
         if not source.is_file():
             raise CommandError(f"{path}: no such file")
