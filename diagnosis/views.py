@@ -178,6 +178,14 @@ def _attach_errors(form, exc: ValidationError) -> None:
         form.add_error("image", exc.messages)
 
 
+def _heatmap_pending(prediction) -> bool:
+    """The result is shown; its heatmap (a task of its own) is still to come. Only for a recent
+    prediction, so that a page never polls forever for a heatmap that failed."""
+    if prediction is None or prediction.heatmap or not settings.PREDICTION_HEATMAPS:
+        return False
+    return timezone.now() - prediction.created_at < timedelta(minutes=5)
+
+
 def _case_context(case: Case) -> dict:
     prediction = selectors.latest_prediction(case)
     return {
@@ -185,6 +193,7 @@ def _case_context(case: Case) -> dict:
         "prediction": prediction,
         "top_diagnoses": prediction.top_diagnoses() if prediction else [],
         "poll_interval_ms": settings.CASE_POLL_INTERVAL_MS,
+        "heatmap_pending": _heatmap_pending(prediction),
     }
 
 
@@ -209,8 +218,16 @@ def case_detail(request, pk: int):
 def case_status(request, pk: int):
     """What the case page polls: the status and the re-rendered result panel."""
     case = get_object_or_404(selectors.cases_for_user(request.user), pk=pk)
-    html = render_to_string("diagnosis/_result.html", _case_context(case), request=request)
-    response = JsonResponse({"status": case.status, "pending": case.is_pending, "html": html})
+    context = _case_context(case)
+    html = render_to_string("diagnosis/_result.html", context, request=request)
+    response = JsonResponse(
+        {
+            "status": case.status,
+            "pending": case.is_pending,
+            "heatmap_pending": context["heatmap_pending"],
+            "html": html,
+        }
+    )
     response["Cache-Control"] = "no-store"
     return response
 

@@ -196,6 +196,54 @@ def enqueue_prediction(*, case_id: int) -> bool:
 
 
 def _predictor_for(model_version: ModelVersion):
+    """The serving predictor of this model version, on the backend INFERENCE_BACKEND names."""
+    backend = settings.INFERENCE_BACKEND
+    if backend == "torch":
+        return _torch_predictor_for(model_version)
+    return _onnx_predictor_for(model_version, int8=backend == "onnx-int8")
+
+
+def _onnx_predictor_for(model_version: ModelVersion, *, int8: bool):
+    """ONNX Runtime, from the cache that ``manage.py export_onnx`` fills (keyed by the weights'
+    SHA-256). A missing fp32 export is made here once (that process imports torch for it); the
+    int8 model is used only when its export recorded it as offered (balanced accuracy within
+    1 point of fp32), else the fp32 one, with a warning."""
+    from ml import onnx_engine
+
+    path = model_version.weights_path
+    if not path.is_file():
+        raise PermanentPredictionError(f"The weights file of model {model_version} is missing.")
+    cache = settings.MODEL_ROOT / "onnx"
+    sha256 = model_version.weights_sha256
+    fp32 = onnx_engine.onnx_path_for(cache, sha256)
+    chosen = fp32
+    if int8:
+        int8_path = onnx_engine.onnx_path_for(cache, sha256, variant="int8")
+        gate = {}
+        if int8_path.is_file():
+            gate = onnx_engine.read_sidecar(int8_path).get("int8") or {}
+        if gate.get("offered"):
+            chosen = int8_path
+        else:
+            logger.warning(
+                "model %s: no int8 model offered (run manage.py export_onnx --int8); using fp32",
+                model_version,
+            )
+    try:
+        if not chosen.is_file():
+            from ml.inference import WeightsMismatchError  # the export needs torch anyway
+
+            logger.info("model %s: exporting to ONNX (once)", model_version)
+            try:
+                onnx_engine.export_onnx(path, sha256, cache)
+            except WeightsMismatchError as exc:
+                raise PermanentPredictionError(f"Model {model_version} refused: {exc}") from exc
+        return onnx_engine.get_onnx_predictor(chosen, threads=settings.INFERENCE_THREADS)
+    except onnx_engine.OnnxModelMismatchError as exc:
+        raise PermanentPredictionError(f"Model {model_version} refused: {exc}") from exc
+
+
+def _torch_predictor_for(model_version: ModelVersion):
     from ml.checkpoint import CheckpointError
     from ml.inference import WeightsMismatchError, get_predictor
 
@@ -213,9 +261,9 @@ def _predictor_for(model_version: ModelVersion):
 def worker_warm_up() -> None:
     """Set the thread count and load the active model once, when a worker process starts, so
     the first case does not pay for it. Failures are logged: tasks report them per case."""
-    import torch
+    if settings.INFERENCE_THREADS > 0 and settings.INFERENCE_BACKEND == "torch":
+        import torch
 
-    if settings.INFERENCE_THREADS > 0:
         torch.set_num_threads(settings.INFERENCE_THREADS)
     model_version = active_model_version()
     if model_version is None:
@@ -277,45 +325,79 @@ def predict_case(
     predictor = _predictor_for(model_version)
     image = _load_case_image(case, predictor.preprocessing)
     result = predictor.predict(image, thresholds=clinic_thresholds(case.clinic_id, model_version))
-    heatmap = _heatmap_png(predictor, image) if settings.PREDICTION_HEATMAPS else None
 
-    stored_heatmap = None
+    with transaction.atomic():
+        prediction, _ = Prediction.objects.update_or_create(
+            case=case,
+            model_version=model_version,
+            defaults={
+                "malignant_probability": result.malignant_probability,
+                "malignant_threshold": result.malignant_threshold,
+                "diagnosis_probabilities": result.diagnosis_probabilities,
+                "top_diagnosis": result.top_diagnosis,
+                "top_probability": result.top_probability,
+                "category": result.category,
+                "uncertain": result.uncertain,
+                "inference_ms": result.inference_ms,
+                "shadow": shadow,
+            },
+        )
+        if not shadow:
+            Case.objects.filter(pk=case.pk).update(
+                status=CaseStatus.DONE, error="", updated_at=timezone.now()
+            )
+            from diagnosis import webhooks
+
+            webhooks.dispatch(
+                clinic=case.clinic,
+                event=webhooks.WebhookEvent.PREDICTION_COMPLETED,
+                payload=webhooks.prediction_payload(prediction),
+            )
+    logger.info("case %s done in %.0f ms", case_id, result.inference_ms)
+    # The result is stored and shown first; its Grad-CAM heatmap follows as a task of its own
+    # (queue "heatmaps": about two more passes through the model, and it needs PyTorch).
+    if settings.PREDICTION_HEATMAPS and not prediction.heatmap:
+        enqueue_heatmap(prediction_id=prediction.pk)
+    return prediction
+
+
+def enqueue_heatmap(*, prediction_id: int) -> bool:
+    """Send a prediction to the heatmap queue; a broker outage is logged, and the sweeper
+    (``requeue_stuck_cases``) sends it again later."""
+    from ml.tasks import heatmap_task
+
+    try:
+        heatmap_task.apply_async(args=[prediction_id], retry=False, **WORKER_TIME_LIMITS)
+    except Exception as exc:  # noqa: BLE001 - kombu raises many kinds when the broker is down
+        logger.warning("could not enqueue the heatmap of prediction %s (%s)", prediction_id, exc)
+        return False
+    return True
+
+
+def prediction_heatmap_compute(*, prediction_id: int) -> bool:
+    """Compute and store the Grad-CAM heatmap of a stored prediction (PyTorch, whatever the
+    serving backend). Idempotent: a prediction that has one is left alone. Returns whether a
+    heatmap was stored."""
+    prediction = (
+        Prediction.objects.select_related("case", "model_version").filter(pk=prediction_id).first()
+    )
+    if prediction is None or prediction.heatmap:
+        return False
+    predictor = _torch_predictor_for(prediction.model_version)
+    image = _load_case_image(prediction.case, predictor.preprocessing)
+    png = _heatmap_png(predictor, image)
+    stored = None
     try:
         with transaction.atomic():
-            prediction, _ = Prediction.objects.update_or_create(
-                case=case,
-                model_version=model_version,
-                defaults={
-                    "malignant_probability": result.malignant_probability,
-                    "malignant_threshold": result.malignant_threshold,
-                    "diagnosis_probabilities": result.diagnosis_probabilities,
-                    "top_diagnosis": result.top_diagnosis,
-                    "top_probability": result.top_probability,
-                    "category": result.category,
-                    "uncertain": result.uncertain,
-                    "inference_ms": result.inference_ms,
-                    "shadow": shadow,
-                },
-            )
-            if heatmap is not None:
-                stored_heatmap = _attach_heatmap(prediction, heatmap)
-            if not shadow:
-                Case.objects.filter(pk=case.pk).update(
-                    status=CaseStatus.DONE, error="", updated_at=timezone.now()
-                )
-                from diagnosis import webhooks
-
-                webhooks.dispatch(
-                    clinic=case.clinic,
-                    event=webhooks.WebhookEvent.PREDICTION_COMPLETED,
-                    payload=webhooks.prediction_payload(prediction),
-                )
+            locked = Prediction.objects.select_for_update().get(pk=prediction_id)
+            if locked.heatmap:
+                return False
+            stored = _attach_heatmap(locked, png)
     except BaseException:
-        if stored_heatmap:  # the row that would name it was rolled back: leave no orphan
-            prediction.heatmap.storage.delete(stored_heatmap)
+        if stored:  # the row that would name it was rolled back: leave no orphan
+            Prediction.heatmap.field.storage.delete(stored)
         raise
-    logger.info("case %s done in %.0f ms", case_id, result.inference_ms)
-    return prediction
+    return True
 
 
 def clinic_thresholds(clinic_id: int, model_version: ModelVersion) -> dict | None:
@@ -421,6 +503,14 @@ def requeue_stuck_cases() -> int:
     for case_id in stuck.values_list("pk", flat=True)[:1000]:
         if enqueue_prediction(case_id=case_id):
             count += 1
+    if settings.PREDICTION_HEATMAPS:
+        # Heatmaps whose message was lost: predictions of the last day still without one.
+        missing = Prediction.objects.filter(
+            heatmap="", created_at__lt=cutoff, created_at__gte=timezone.now() - timedelta(days=1)
+        )
+        for prediction_id in missing.values_list("pk", flat=True)[:1000]:
+            if enqueue_heatmap(prediction_id=prediction_id):
+                count += 1
     return count
 
 

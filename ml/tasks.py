@@ -71,6 +71,30 @@ def predict_case_task(self, case_id: int, model_version_id: int | None = None) -
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1))
 
 
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=2,
+    soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
+    time_limit=settings.CELERY_TASK_TIME_LIMIT,
+)
+def heatmap_task(self, prediction_id: int) -> None:
+    """The Grad-CAM heatmap of a stored prediction. A heatmap is an aid, not the result: after
+    its retries a failure is logged and the prediction stays without one."""
+    try:
+        services.prediction_heatmap_compute(prediction_id=prediction_id)
+    except services.PermanentPredictionError as exc:
+        logger.warning("heatmap of prediction %s: %s", prediction_id, exc)
+    except SoftTimeLimitExceeded:
+        logger.warning("heatmap of prediction %s: stopped at the time limit", prediction_id)
+    except Exception as exc:
+        if self.request.retries >= self.max_retries:
+            logger.exception("heatmap of prediction %s failed after retries", prediction_id)
+            return
+        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1))
+
+
 @shared_task(soft_time_limit=60, time_limit=90)
 def requeue_stuck_cases_task() -> int:
     return services.requeue_stuck_cases()

@@ -170,6 +170,12 @@ INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="auto")  # auto | cpu | c
 INFERENCE_THREADS = env.int("INFERENCE_THREADS", default=0)  # 0 = torch's default
 # Grad-CAM heatmap of the malignant head with every prediction (about one more forward+backward).
 PREDICTION_HEATMAPS = env.bool("PREDICTION_HEATMAPS", default=True)
+# The serving backend: torch (PyTorch eager), onnx (ONNX Runtime fp32, exported from the
+# registered checkpoint and cached by its hash) or onnx-int8 (the int8 model, when
+# `manage.py export_onnx --int8` found its balanced accuracy within 1 point of fp32).
+INFERENCE_BACKEND = env.str("INFERENCE_BACKEND", default="torch")
+if INFERENCE_BACKEND not in ("torch", "onnx", "onnx-int8"):
+    raise ImproperlyConfigured("INFERENCE_BACKEND must be torch, onnx or onnx-int8")
 # Large JPEGs are decoded at 1/2, 1/4 or 1/8 scale (never below the model's resize size).
 INFERENCE_JPEG_DRAFT = env.bool("INFERENCE_JPEG_DRAFT", default=True)
 
@@ -186,6 +192,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ROUTES = {
     "ml.tasks.predict_case_task": {"queue": "inference"},
+    "ml.tasks.heatmap_task": {"queue": "heatmaps"},
     "diagnosis.tasks.deliver_webhook_task": {"queue": "default"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"

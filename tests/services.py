@@ -125,9 +125,18 @@ class Worker(CeleryProcess):
     name = "worker"
     ready_marker = "ready."
 
-    def __init__(self, tmp_path, settings, *, pool="solo", broker_url=BROKER_URL, extra_env=None):
+    def __init__(
+        self,
+        tmp_path,
+        settings,
+        *,
+        pool="solo",
+        queues="inference,heatmaps,default",
+        broker_url=BROKER_URL,
+        extra_env=None,
+    ):
         flush_broker(broker_url)
-        args = ["worker", "-Q", "inference,default", "--pool", pool, "--concurrency", "1"]
+        args = ["worker", "-Q", queues, "--pool", pool, "--concurrency", "1"]
         args += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         args += ["-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h", "--loglevel", "INFO"]
         super().__init__(tmp_path, settings, args, broker_url=broker_url, extra_env=extra_env)

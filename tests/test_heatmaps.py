@@ -107,3 +107,89 @@ def test_heatmaps_can_be_switched_off(
             user=clinician, lesion=lesion, upload=upload(images.jpeg_bytes())
         ).case
     assert not Prediction.objects.get(case=case).heatmap
+
+
+@pytest.mark.django_db
+def test_the_result_is_stored_before_its_heatmap_which_follows_as_its_own_task(
+    clinician, clinic, active_model, django_capture_on_commit_callbacks, monkeypatch
+):
+    """The prediction (and the case's done status) never waits for Grad-CAM: the heatmap task
+    is only sent once the prediction is committed, and it finds the result already there."""
+    from diagnosis.models import Case, CaseStatus
+    from ml import services as ml_services
+    from ml.tasks import heatmap_task
+
+    seen = []
+    real_compute = ml_services.prediction_heatmap_compute
+
+    def observe(*, prediction_id):
+        prediction = Prediction.objects.select_related("case").get(pk=prediction_id)
+        seen.append((prediction.case.status, bool(prediction.heatmap)))
+        return real_compute(prediction_id=prediction_id)
+
+    monkeypatch.setattr(ml_services, "prediction_heatmap_compute", observe)
+    lesion = LesionFactory(patient=PatientFactory(clinic=clinic))
+    with django_capture_on_commit_callbacks(execute=True):
+        case = services.case_submit(
+            user=clinician, lesion=lesion, upload=upload(images.jpeg_bytes(size=(320, 240)))
+        ).case
+    assert seen == [(CaseStatus.DONE, False)]
+    prediction = Prediction.objects.get(case=case)
+    assert prediction.heatmap and Case.objects.get(pk=case.pk).status == CaseStatus.DONE
+    name = prediction.heatmap.name
+    heatmap_task.delay(prediction.pk)  # a second delivery leaves the stored heatmap alone
+    prediction.refresh_from_db()
+    assert prediction.heatmap.name == name
+
+
+@pytest.mark.django_db
+def test_the_sweeper_sends_a_lost_heatmap_again(
+    clinician, clinic, active_model, settings, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ml.services import requeue_stuck_cases
+
+    settings.PREDICTION_HEATMAPS = False  # as if the heatmap message had been lost
+    lesion = LesionFactory(patient=PatientFactory(clinic=clinic))
+    with django_capture_on_commit_callbacks(execute=True):
+        case = services.case_submit(
+            user=clinician, lesion=lesion, upload=upload(images.jpeg_bytes(size=(320, 240)))
+        ).case
+    prediction = Prediction.objects.get(case=case)
+    assert not prediction.heatmap
+    settings.PREDICTION_HEATMAPS = True
+    assert requeue_stuck_cases() == 0  # too recent: its task may still be on its way
+    old = timezone.now() - timedelta(seconds=settings.CASE_REQUEUE_AFTER_SECONDS + 5)
+    Prediction.objects.filter(pk=prediction.pk).update(created_at=old)
+    assert requeue_stuck_cases() == 1
+    prediction.refresh_from_db()
+    assert prediction.heatmap
+    assert requeue_stuck_cases() == 0
+
+
+@pytest.mark.django_db
+def test_the_case_page_keeps_polling_until_the_heatmap_follows_the_result(
+    client, clinician, clinic, active_model, settings, django_capture_on_commit_callbacks
+):
+    settings.PREDICTION_HEATMAPS = False  # the heatmap task has not run yet
+    lesion = LesionFactory(patient=PatientFactory(clinic=clinic))
+    with django_capture_on_commit_callbacks(execute=True):
+        case = services.case_submit(
+            user=clinician, lesion=lesion, upload=upload(images.jpeg_bytes(size=(320, 240)))
+        ).case
+    settings.PREDICTION_HEATMAPS = True
+    logged_in_client(client, clinician)
+    status_url = reverse("diagnosis:case-status", args=[case.pk])
+    body = client.get(status_url).json()
+    assert body["status"] == "done" and not body["pending"] and body["heatmap_pending"]
+    assert b'data-pending="true"' in client.get(case.get_absolute_url()).content
+
+    from ml.services import prediction_heatmap_compute
+
+    assert prediction_heatmap_compute(prediction_id=Prediction.objects.get(case=case).pk)
+    body = client.get(status_url).json()
+    assert not body["heatmap_pending"] and 'data-has-heatmap="true"' in body["html"]
+    assert b'data-pending="false"' in client.get(case.get_absolute_url()).content

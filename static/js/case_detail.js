@@ -46,8 +46,9 @@
           badge.textContent = data.status.charAt(0).toUpperCase() + data.status.slice(1);
           badge.className = "status status-" + data.status;
         }
-        if (data.pending) window.setTimeout(poll, interval);
-        else showHeatmapControls();
+        showHeatmapControls();
+        // After the result, its heatmap follows (a task of its own): keep asking until it is there.
+        if (data.pending || data.heatmap_pending) window.setTimeout(poll, interval);
       })
       .catch(function () {
         failures += 1;
