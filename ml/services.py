@@ -317,15 +317,91 @@ def predict_case(
                 f"The prediction was started {case.attempts} times and never finished (the "
                 "worker stopped each time); this image is set aside for a person to look at."
             )
+        cases = [case]
         if not shadow:
-            case.status = CaseStatus.PROCESSING
-            case.attempts += 1
-            case.save(update_fields=["status", "attempts", "updated_at"])
+            # Micro-batching: other cases waiting right now ride along in the same forward pass
+            # (their own messages, delivered later, find them done). Only first attempts: a
+            # case that was already started runs alone, so a poison image can only spoil its
+            # own attempts.
+            if case.attempts == 0 and settings.INFERENCE_BATCH_MAX > 1:
+                cases += list(
+                    Case.objects.select_for_update(skip_locked=True)
+                    .filter(status=CaseStatus.QUEUED, attempts=0, enqueued_at__isnull=False)
+                    .exclude(pk=case.pk)
+                    .exclude(predictions__model_version=model_version)
+                    .order_by("enqueued_at", "pk")[: settings.INFERENCE_BATCH_MAX - 1]
+                )
+            for claimed in cases:
+                claimed.status = CaseStatus.PROCESSING
+                claimed.attempts += 1
+                claimed.save(update_fields=["status", "attempts", "updated_at"])
 
     predictor = _predictor_for(model_version)
-    image = _load_case_image(case, predictor.preprocessing)
-    result = predictor.predict(image, thresholds=clinic_thresholds(case.clinic_id, model_version))
+    loaded, unreadable = [], []
+    for claimed in cases:
+        try:
+            loaded.append((claimed, _load_case_image(claimed, predictor.preprocessing)))
+        except PermanentPredictionError as exc:
+            if claimed.pk == case.pk:
+                raise
+            unreadable.append((claimed, exc))  # a companion's own problem: its own failure
+    for claimed, exc in unreadable:
+        case_mark_failed(case_id=claimed.pk, reason=str(exc))
+    results = _predict_for_clinics(
+        predictor, [image for _, image in loaded], [c for c, _ in loaded], model_version
+    )
+    predictions = [
+        _store_prediction(claimed, model_version, result, shadow=shadow)
+        for (claimed, _), result in zip(loaded, results, strict=True)
+    ]
+    if len(loaded) > 1:
+        logger.info(
+            "cases %s predicted in one pass of %d (%.0f ms each)",
+            ", ".join(str(c.pk) for c, _ in loaded),
+            len(loaded),
+            results[0].inference_ms,
+        )
+    else:
+        logger.info("case %s done in %.0f ms", case_id, results[0].inference_ms)
+    # The result is stored and shown first; its Grad-CAM heatmap follows as a task of its own
+    # (queue "heatmaps": about two more passes through the model, and it needs PyTorch).
+    for prediction in predictions:
+        if settings.PREDICTION_HEATMAPS and not prediction.heatmap:
+            enqueue_heatmap(prediction_id=prediction.pk)
+    return predictions[0]
 
+
+def _predict_for_clinics(predictor, images, cases, model_version) -> list:
+    """One forward pass for all the images; each result judged with its clinic's threshold."""
+    import dataclasses
+
+    from ml.interpretation import interpret
+
+    results = predictor.predict_batch(images)
+    judged = []
+    for case, result in zip(cases, results, strict=True):
+        thresholds = clinic_thresholds(case.clinic_id, model_version)
+        if thresholds:
+            thresholds = {**predictor.thresholds, **thresholds}
+            top, category, top_probability, uncertain = interpret(
+                malignant_probability=result.malignant_probability,
+                diagnosis_probabilities=result.diagnosis_probabilities,
+                classes=predictor.classes,
+                thresholds=thresholds,
+            )
+            result = dataclasses.replace(
+                result,
+                top_diagnosis=top,
+                category=category,
+                top_probability=top_probability,
+                uncertain=uncertain,
+                malignant_threshold=float(thresholds["malignant"]),
+            )
+        judged.append(result)
+    return judged
+
+
+def _store_prediction(case: Case, model_version: ModelVersion, result, *, shadow: bool):
     with transaction.atomic():
         prediction, _ = Prediction.objects.update_or_create(
             case=case,
@@ -353,11 +429,6 @@ def predict_case(
                 event=webhooks.WebhookEvent.PREDICTION_COMPLETED,
                 payload=webhooks.prediction_payload(prediction),
             )
-    logger.info("case %s done in %.0f ms", case_id, result.inference_ms)
-    # The result is stored and shown first; its Grad-CAM heatmap follows as a task of its own
-    # (queue "heatmaps": about two more passes through the model, and it needs PyTorch).
-    if settings.PREDICTION_HEATMAPS and not prediction.heatmap:
-        enqueue_heatmap(prediction_id=prediction.pk)
     return prediction
 
 

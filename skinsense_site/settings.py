@@ -176,6 +176,9 @@ PREDICTION_HEATMAPS = env.bool("PREDICTION_HEATMAPS", default=True)
 INFERENCE_BACKEND = env.str("INFERENCE_BACKEND", default="torch")
 if INFERENCE_BACKEND not in ("torch", "onnx", "onnx-int8"):
     raise ImproperlyConfigured("INFERENCE_BACKEND must be torch, onnx or onnx-int8")
+# Micro-batching: a worker that takes a case also runs up to this many waiting cases in the
+# same forward pass (1 = one at a time). A lone case never waits for company.
+INFERENCE_BATCH_MAX = env.int("INFERENCE_BATCH_MAX", default=8)
 # Large JPEGs are decoded at 1/2, 1/4 or 1/8 scale (never below the model's resize size).
 INFERENCE_JPEG_DRAFT = env.bool("INFERENCE_JPEG_DRAFT", default=True)
 

@@ -1,0 +1,122 @@
+"""Micro-batching: a worker that takes one case runs the other waiting cases in the same
+forward pass; a lone case goes alone at once; retried cases never ride along."""
+
+import time
+
+import pytest
+
+from diagnosis import services
+from diagnosis.models import Case, CaseStatus
+from ml import inference
+from ml.models import ClinicOperatingPoint, Prediction
+from tests import images
+from tests.conftest import upload
+from tests.factories import LesionFactory, PatientFactory
+from tests.services import Worker, use_broker, wait_for
+
+
+def queue_cases(clinician, clinic, count, offset=0):
+    """Cases saved and enqueued on a broker nobody reads (their messages go nowhere)."""
+    use_broker("memory://", eager=False)
+    try:
+        lesion = LesionFactory(patient=PatientFactory(clinic=clinic))
+        return [
+            services.case_submit(
+                user=clinician,
+                lesion=lesion,
+                upload=upload(
+                    images.jpeg_bytes(size=(160, 120), color=(20 + 30 * (i + offset), 90, 60))
+                ),
+            ).case.pk
+            for i in range(count)
+        ]
+    finally:
+        use_broker("memory://", eager=True)
+
+
+@pytest.fixture
+def batches(monkeypatch):
+    """Observe the batch sizes the real Predictor runs (it still runs them)."""
+    sizes = []
+    real = inference.Predictor.predict_batch
+
+    def observe(self, images, **kwargs):
+        sizes.append(len(images))
+        return real(self, images, **kwargs)
+
+    monkeypatch.setattr(inference.Predictor, "predict_batch", observe)
+    return sizes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_waiting_cases_ride_along_in_one_forward_pass(
+    clinician, clinic, active_model, settings, batches, django_capture_on_commit_callbacks
+):
+    from ml.services import predict_case
+
+    settings.PREDICTION_HEATMAPS = False
+    settings.INFERENCE_BATCH_MAX = 4
+    case_ids = queue_cases(clinician, clinic, 6)
+    # A clinic operating point applies to its cases inside a batch too.
+    ClinicOperatingPoint.objects.create(
+        clinic=clinic, model_version=active_model, threshold=0.01, sensitivity=1.0, specificity=0.0
+    )
+    predict_case(case_id=case_ids[0])
+    assert batches == [4]
+    done = list(Case.objects.filter(status=CaseStatus.DONE).values_list("pk", flat=True))
+    assert sorted(done) == case_ids[:4]  # the first, then the oldest waiting ones
+    for prediction in Prediction.objects.filter(case_id__in=case_ids[:4]):
+        assert prediction.malignant_threshold == pytest.approx(0.01)
+        assert prediction.category == "malignant"  # judged with the clinic's threshold
+    # Their own messages, when they arrive, find them done: nothing runs again.
+    predict_case(case_id=case_ids[1])
+    assert batches == [4]
+    predict_case(case_id=case_ids[4])
+    assert batches == [4, 2]
+    assert Prediction.objects.filter(case_id__in=case_ids).count() == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lone_case_and_a_retried_case_run_alone(
+    clinician, clinic, active_model, settings, batches
+):
+    from ml.services import predict_case
+
+    settings.PREDICTION_HEATMAPS = False
+    [alone] = queue_cases(clinician, clinic, 1)
+    predict_case(case_id=alone)
+    assert batches == [1]
+    retried, waiting = queue_cases(clinician, clinic, 2, offset=3)
+    Case.objects.filter(pk=retried).update(attempts=1)  # started once already
+    predict_case(case_id=retried)
+    assert batches == [1, 1]
+    assert Case.objects.get(pk=waiting).status == CaseStatus.QUEUED
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_drains_a_backlog_in_batches(
+    real_services, tmp_path, settings, clinician, clinic, active_model
+):
+    """Cases that piled up while no worker ran are predicted a few passes at a time, each
+    exactly once."""
+    from ml.services import enqueue_prediction
+
+    case_ids = queue_cases(clinician, clinic, 8, offset=5)
+    worker = Worker(tmp_path, settings, extra_env={"PREDICTION_HEATMAPS": "false"})
+    try:
+        started = time.monotonic()
+        for case_id in case_ids:
+            assert enqueue_prediction(case_id=case_id)
+        cases = [wait_for(case_id, timeout=120) for case_id in case_ids]
+        elapsed = time.monotonic() - started
+        assert [c.status for c in cases] == [CaseStatus.DONE] * 8, [c.error for c in cases]
+        for case_id in case_ids:
+            assert Prediction.objects.filter(case_id=case_id).count() == 1
+        time.sleep(1)  # the remaining messages find their cases done
+        log = worker.log()
+        passes = log.count("predicted in one pass of")
+        assert passes >= 1, log[-2000:]
+        print(f"\n8 waiting cases: {passes} batched pass(es), all done once in {elapsed:.1f} s")
+    finally:
+        worker.stop()
