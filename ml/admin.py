@@ -1,14 +1,47 @@
 import base64
+import datetime
 
+from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from diagnosis.admin import ReadOnlyAdmin
 from ml.models import ModelVersion, Prediction, Review, TrainingRun
 from ml.services import model_version_activate
+
+
+class ReviewWindowForm(forms.Form):
+    """The performance page's window: reviews made from one day to another (both included)."""
+
+    reviewed_from = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Reviewed from"
+    )
+    reviewed_to = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), label="to"
+    )
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("reviewed_from"), data.get("reviewed_to")
+        if start and end and end < start:
+            raise forms.ValidationError("The window ends before it starts.")
+        return data
+
+    def bounds(self):
+        """(start, end) as aware datetimes: from the first day's midnight to after the last."""
+        start, end = self.cleaned_data.get("reviewed_from"), self.cleaned_data.get("reviewed_to")
+
+        def midnight(day):
+            return timezone.make_aware(datetime.datetime.combine(day, datetime.time.min))
+
+        return (
+            midnight(start) if start else None,
+            midnight(end + datetime.timedelta(days=1)) if end else None,
+        )
 
 
 @admin.register(ModelVersion)
@@ -119,13 +152,19 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 
         model_version = get_object_or_404(ModelVersion, pk=pk)
         codes = [c["code"] for c in model_version.classes]
-        report = performance(reviewed_predictions(model_version), codes)
+        window = ReviewWindowForm(request.GET or None)
+        bounds = window.bounds() if window.is_valid() else (None, None)
+        report = performance(
+            reviewed_predictions(model_version, reviewed_from=bounds[0], reviewed_before=bounds[1]),
+            codes,
+        )
         rows = list(zip(report["labels"], report["confusion_matrix"], strict=True))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": f"Performance of {model_version} against reviews",
             "model_version": model_version,
+            "window": window,
             "report": report,
             "matrix_rows": rows,
             "calibration_png": base64.b64encode(calibration_png(report)).decode(),
@@ -170,7 +209,15 @@ class PredictionAdmin(ReadOnlyAdmin):
 @admin.register(Review)
 class ReviewAdmin(ReadOnlyAdmin):
     list_display = ["pk", "prediction", "reviewer", "verdict", "final_diagnosis", "created_at"]
-    list_filter = ["verdict"]
+    # "How often was the model overridden last month, per model version?": filter and count.
+    list_filter = [
+        "verdict",
+        "prediction__model_version",
+        "prediction__case__clinic",
+        ("created_at", admin.DateFieldListFilter),
+    ]
+    date_hierarchy = "created_at"
+    search_fields = ["reviewer__username"]
     actions = ["export_for_retraining"]
 
     @admin.action(description="Export the reviewed cases for retraining (ZIP)")

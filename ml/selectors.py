@@ -74,9 +74,12 @@ def next_in_queue(user, *, after: Prediction) -> Prediction | None:
     return review_queue(user).exclude(pk=after.pk).first()
 
 
-def reviewed_predictions(model_version, *, clinic_ids: list[int] | None = None) -> list:
+def reviewed_predictions(
+    model_version, *, clinic_ids: list[int] | None = None, reviewed_from=None, reviewed_before=None
+) -> list:
     """One ReviewedPrediction per prediction of this model version whose latest review states a
-    final diagnosis (agree or override; "send back" says nothing about the diagnosis)."""
+    final diagnosis (agree or override; "send back" says nothing about the diagnosis).
+    ``reviewed_from`` / ``reviewed_before`` (datetimes) keep the reviews made in that window."""
     from ml.performance import ReviewedPrediction
 
     classes = model_version.class_map()
@@ -89,6 +92,10 @@ def reviewed_predictions(model_version, *, clinic_ids: list[int] | None = None) 
     )
     if clinic_ids is not None:
         reviews = reviews.filter(prediction__case__clinic_id__in=clinic_ids)
+    if reviewed_from is not None:
+        reviews = reviews.filter(created_at__gte=reviewed_from)
+    if reviewed_before is not None:
+        reviews = reviews.filter(created_at__lt=reviewed_before)
     records, seen = [], set()
     for review in reviews:
         if review.prediction_id in seen:

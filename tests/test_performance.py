@@ -104,3 +104,38 @@ def test_only_staff_reach_the_performance_page(client, colleague, reviewed):
     client.force_login(colleague)
     page = client.get(reverse("admin:ml_modelversion_performance", args=[reviewed.pk]))
     assert page.status_code == 302 and "/admin/login/" in page["Location"]
+
+
+def test_the_performance_page_counts_the_reviews_of_a_window(client, admin_user, reviewed):
+    """An auditor's "how did this version do last month": reviews outside the window drop out."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ml.models import Review
+
+    last_month = timezone.now() - timedelta(days=40)
+    # The two clear answers (NV=NV agree, MEL=MEL agree) were given last month.
+    early = Review.objects.filter(verdict="agree").order_by("created_at")[:2]
+    Review.objects.filter(pk__in=[r.pk for r in early]).update(created_at=last_month)
+    client.force_login(admin_user)
+    url = reverse("admin:ml_modelversion_performance", args=[reviewed.pk])
+    start = (last_month - timedelta(days=1)).date().isoformat()
+    end = (last_month + timedelta(days=1)).date().isoformat()
+    html = client.get(url, {"reviewed_from": start, "reviewed_to": end}).content.decode()
+    assert "Computed from 2 reviewed predictions" in html
+    assert re.search(r'id="agreement">1\.000<', html)
+    html = client.get(url, {"reviewed_from": end}).content.decode()
+    assert "Computed from 4 reviewed predictions" in html
+    html = client.get(url, {"reviewed_from": end, "reviewed_to": start}).content.decode()
+    assert "ends before it starts" in html and "Computed from 6 reviewed predictions" in html
+
+
+def test_the_review_list_counts_overrides_per_model_version_and_month(client, admin_user, reviewed):
+    client.force_login(admin_user)
+    url = reverse("admin:ml_review_changelist")
+    page = client.get(
+        url, {"verdict__exact": "override", "prediction__model_version__id__exact": reviewed.pk}
+    )
+    assert page.status_code == 200
+    assert page.context["cl"].result_count == 3
