@@ -3,8 +3,14 @@ import io
 
 import django_filters
 from django.http import HttpResponse
+from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+)
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied
@@ -12,6 +18,8 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from diagnosis.api import examples
+from diagnosis.api.filters import INT64_MAX, DjangoFilterBackend, FilterSet, IdFilter
 from ml.models import ModelVersion, Prediction
 from ml.selectors import QUEUE_STATES, review_queue
 from ml.serializers import ModelVersionSerializer, PredictionSerializer
@@ -32,6 +40,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = ModelVersion.objects.order_by("-created_at")
     filterset_fields = ["is_active", "is_demo", "name"]
     ordering_fields = ["created_at", "name"]
+    documented_errors = {"active": {404: "No model is active."}}
 
     @extend_schema(responses=ModelVersionSerializer)
     @action(detail=False, methods=["get"])
@@ -42,9 +51,9 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(self.get_serializer(model_version).data)
 
 
-class ReviewQueueFilter(django_filters.FilterSet):
+class ReviewQueueFilter(FilterSet):
     state = django_filters.ChoiceFilter(choices=list(QUEUE_STATES.items()), method="noop")
-    model_version = django_filters.NumberFilter(method="noop")
+    model_version = IdFilter(method="noop")
     diagnosis = django_filters.CharFilter(method="noop")
     since = django_filters.DateFilter(method="noop")
     until = django_filters.DateFilter(method="noop")
@@ -57,6 +66,7 @@ class ReviewQueueFilter(django_filters.FilterSet):
         return queryset  # applied by the selector, which knows the queue's rules
 
 
+@extend_schema_serializer(examples=examples.QUEUE_ITEM)
 class QueueItemSerializer(PredictionSerializer):
     case = serializers.IntegerField(source="case_id", read_only=True)
     reviewed = serializers.BooleanField(read_only=True)
@@ -73,7 +83,10 @@ class ReviewQueueViewSet(viewsets.GenericViewSet, mixins.ListModelMixin):
 
     serializer_class = QueueItemSerializer
     filterset_class = ReviewQueueFilter
-    filter_backends = [django_filters.rest_framework.DjangoFilterBackend]
+    filter_backends = [DjangoFilterBackend]
+    documented_errors = {
+        "list": {403: "The review queue is for dermatologists and clinic admins."},
+    }
 
     def get_queryset(self):
         from diagnosis.selectors import reviewer_clinic_ids
@@ -82,26 +95,32 @@ class ReviewQueueViewSet(viewsets.GenericViewSet, mixins.ListModelMixin):
             return Prediction.objects.none()
         if not reviewer_clinic_ids(self.request.user):
             raise PermissionDenied("The review queue is for dermatologists and clinic admins.")
-        params = self.request.query_params
+        # The selector applies the filters, so it takes them validated (a bad value is a 400).
+        filterset = ReviewQueueFilter(
+            self.request.query_params, queryset=Prediction.objects.none(), request=self.request
+        )
+        if not filterset.is_valid():
+            raise translate_validation(filterset.errors)
+        params = filterset.form.cleaned_data
         return review_queue(
             self.request.user,
             state=params.get("state") or "unreviewed",
-            model_version=int(params["model_version"])
-            if params.get("model_version", "").isdigit()
-            else None,
-            diagnosis=params.get("diagnosis", ""),
-            since=_date(params.get("since")),
-            until=_date(params.get("until")),
+            model_version=params.get("model_version"),
+            diagnosis=params.get("diagnosis") or "",
+            since=params.get("since"),
+            until=params.get("until"),
         )
 
 
-def _date(value):
-    from django.utils.dateparse import parse_date
-
-    try:
-        return parse_date(value) if value else None
-    except ValueError:
-        return None
+class ExportQuerySerializer(serializers.Serializer):
+    model_version = serializers.IntegerField(
+        required=False, min_value=1, max_value=INT64_MAX, help_text="Default: the active model"
+    )
+    clinic = serializers.IntegerField(
+        required=False, min_value=1, max_value=INT64_MAX, help_text="Default: all your clinics"
+    )
+    created_after = serializers.DateField(required=False, help_text="From this day (inclusive)")
+    created_before = serializers.DateField(required=False, help_text="To this day (inclusive)")
 
 
 class PredictionExportView(APIView):
@@ -110,15 +129,41 @@ class PredictionExportView(APIView):
     scoped to the caller's clinics (dermatologists and clinic admins)."""
 
     renderer_classes = [JSONRenderer, CSVRenderer]  # errors as JSON; the export itself is CSV
+    documented_errors = {
+        "get": {
+            400: (
+                "A query parameter is malformed or out of range.",
+                {
+                    "created_after": [
+                        "Date has wrong format. Use one of these formats instead: YYYY-MM-DD."
+                    ]
+                },
+            ),
+            403: "Exports are for dermatologists and clinic admins.",
+            404: "No such clinic (or not one of yours), or no such model version.",
+        }
+    }
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("model_version", int, description="Default: the active model"),
-            OpenApiParameter("clinic", int, description="Default: all your clinics"),
-            OpenApiParameter("created_after", OpenApiTypes.DATE),
-            OpenApiParameter("created_before", OpenApiTypes.DATE),
-        ],
-        responses={(200, "text/csv"): OpenApiTypes.STR},
+        parameters=[ExportQuerySerializer],
+        responses={
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="One row per prediction: `image` (case-<id>) and one probability "
+                "column per class of the model version.",
+                examples=[
+                    OpenApiExample(
+                        "Two cases",
+                        value="image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC\n"
+                        "case-41,0.120000,0.810000,0.020000,0.010000,0.030000,0.005000,"
+                        "0.003000,0.002000\n"
+                        "case-42,0.640000,0.210000,0.050000,0.020000,0.060000,0.010000,"
+                        "0.005000,0.005000\n",
+                        media_type="text/csv",
+                    )
+                ],
+            )
+        },
     )
     def get(self, request):
         from diagnosis.audit import audit_record
@@ -128,17 +173,17 @@ class PredictionExportView(APIView):
         clinic_ids = reviewer_clinic_ids(request.user)
         if not clinic_ids:
             raise PermissionDenied("Exports are for dermatologists and clinic admins.")
-        params = request.query_params
-        if params.get("clinic"):
-            if not params["clinic"].isdigit() or int(params["clinic"]) not in clinic_ids:
+        query = ExportQuerySerializer(
+            data={k: v for k, v in request.query_params.items() if v != ""}
+        )
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        if params.get("clinic") is not None:
+            if params["clinic"] not in clinic_ids:
                 raise NotFound("No such clinic.")
-            clinic_ids = [int(params["clinic"])]
-        if params.get("model_version"):
-            version = (
-                ModelVersion.objects.filter(pk=params["model_version"]).first()
-                if params["model_version"].isdigit()
-                else None
-            )
+            clinic_ids = [params["clinic"]]
+        if params.get("model_version") is not None:
+            version = ModelVersion.objects.filter(pk=params["model_version"]).first()
         else:
             version = ModelVersion.objects.filter(is_active=True).first()
         if version is None:
@@ -146,7 +191,7 @@ class PredictionExportView(APIView):
         predictions = Prediction.objects.filter(
             model_version=version, case__clinic_id__in=clinic_ids
         ).order_by("case_id")
-        after, before = _date(params.get("created_after")), _date(params.get("created_before"))
+        after, before = params.get("created_after"), params.get("created_before")
         if after:
             predictions = predictions.filter(created_at__date__gte=after)
         if before:

@@ -1,7 +1,8 @@
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
+from diagnosis.api import examples
 from ml.models import ModelVersion, Prediction, Review
 
 DISCLAIMER = "Decision support, not a diagnosis. The final judgement is the clinician's."
@@ -13,6 +14,7 @@ class ModelVersionSummarySerializer(serializers.ModelSerializer):
         fields = ["id", "name", "version", "is_demo"]
 
 
+@extend_schema_serializer(examples=examples.MODEL_VERSION)
 class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
@@ -74,6 +76,7 @@ class PredictionSerializer(serializers.ModelSerializer):
         return DISCLAIMER
 
 
+@extend_schema_serializer(examples=examples.REVIEW)
 class ReviewSerializer(serializers.ModelSerializer):
     reviewer = serializers.CharField(source="reviewer.username", read_only=True)
     prediction = serializers.PrimaryKeyRelatedField(read_only=True)

@@ -1,15 +1,17 @@
 """Tokens: obtain (throttled, audited), revoke; and who am I."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from diagnosis.api import examples
+from diagnosis.api.throttling import ScopedRateThrottle
 from diagnosis.audit import audit_record
 from diagnosis.lockout import cool_off_seconds, lockout_message
 from diagnosis.models import AuditAction, Membership
@@ -34,12 +36,25 @@ class TokenView(ObtainAuthToken):
     def get_permissions(self):
         return [IsAuthenticated()] if getattr(self.request, "method", None) == "DELETE" else []
 
+    documented_errors = {
+        "post": {
+            400: (
+                "Bad login: wrong username or password, or a field is missing.",
+                {"non_field_errors": ["Unable to log in with provided credentials."]},
+            ),
+            429: (
+                "Too many token requests, or this username is locked out from your address "
+                "after repeated failed logins: wait for Retry-After seconds.",
+                {
+                    "detail": "Too many failed logins for this user from your address. "
+                    "Try again in 30 minutes."
+                },
+            ),
+        },
+    }
+
     @extend_schema(
-        responses={
-            200: TokenResponse,
-            400: OpenApiResponse(description="Bad login"),
-            429: OpenApiResponse(description="Locked out after repeated failed logins"),
-        }
+        request=AuthTokenSerializer, responses={200: TokenResponse}, examples=examples.TOKEN
     )
     def post(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
@@ -89,6 +104,6 @@ class MeSerializer(serializers.Serializer):
 class MeView(APIView):
     """The current user and the clinics they belong to, with their role in each."""
 
-    @extend_schema(responses=MeSerializer)
+    @extend_schema(responses=MeSerializer, examples=examples.ME)
     def get(self, request):
         return Response(MeSerializer(request.user).data)

@@ -1,10 +1,11 @@
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from diagnosis import selectors
+from diagnosis.api import examples
 from diagnosis.models import (
     ANATOMIC_SITE_CHOICES,
     IMAGE_TYPE_CHOICES,
@@ -44,6 +45,7 @@ class ClinicSerializer(serializers.ModelSerializer):
         fields = ["id", "name"]
 
 
+@extend_schema_serializer(examples=examples.PATIENT)
 class PatientSerializer(serializers.ModelSerializer):
     clinic = ScopedPrimaryKeyField(
         selector=selectors.clinics_for_user,
@@ -88,6 +90,7 @@ class PatientSerializer(serializers.ModelSerializer):
         return attrs
 
 
+@extend_schema_serializer(examples=examples.LESION)
 class LesionSerializer(serializers.ModelSerializer):
     patient = ScopedPrimaryKeyField(selector=selectors.patients_for_user, model=Patient)
     anatomic_site = serializers.ChoiceField(
@@ -101,6 +104,7 @@ class LesionSerializer(serializers.ModelSerializer):
         validators = []
 
 
+@extend_schema_serializer(examples=examples.CASE)
 class CaseSerializer(serializers.ModelSerializer):
     patient = serializers.IntegerField(source="lesion.patient_id", read_only=True)
     submitted_by = serializers.CharField(
@@ -154,6 +158,7 @@ class CaseSerializer(serializers.ModelSerializer):
         return PredictionSerializer(prediction, context=self.context).data
 
 
+@extend_schema_serializer(examples=examples.CASE_CREATE)
 class CaseCreateSerializer(serializers.Serializer):
     lesion = ScopedPrimaryKeyField(selector=selectors.lesions_for_user, model=Lesion)
     image = serializers.FileField(
@@ -166,6 +171,7 @@ class CaseCreateSerializer(serializers.Serializer):
     captured_at = serializers.DateTimeField(required=False)
 
 
+@extend_schema_serializer(examples=examples.AUDIT_EVENT)
 class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
@@ -184,6 +190,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+@extend_schema_serializer(examples=examples.WEBHOOK)
 class WebhookSerializer(serializers.ModelSerializer):
     clinic = ScopedPrimaryKeyField(
         selector=selectors.clinics_for_user,
@@ -201,6 +208,7 @@ class WebhookSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at"]
 
 
+@extend_schema_serializer(examples=examples.WEBHOOK_CREATED)
 class WebhookCreatedSerializer(WebhookSerializer):
     secret = serializers.CharField(
         read_only=True, help_text="Shown once: keep it to verify the X-SkinSense-Signature header."
@@ -210,6 +218,7 @@ class WebhookCreatedSerializer(WebhookSerializer):
         fields = [*WebhookSerializer.Meta.fields, "secret"]
 
 
+@extend_schema_serializer(examples=examples.WEBHOOK_DELIVERY)
 class WebhookDeliverySerializer(serializers.ModelSerializer):
     class Meta:
         model = WebhookDelivery
@@ -227,6 +236,7 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+@extend_schema_serializer(examples=examples.MEMBERSHIP)
 class MembershipSerializer(serializers.ModelSerializer):
     clinic = ScopedPrimaryKeyField(selector=selectors.clinics_for_user, model=Clinic)
     username = serializers.SlugRelatedField(
@@ -240,6 +250,7 @@ class MembershipSerializer(serializers.ModelSerializer):
         validators = []
 
 
+@extend_schema_serializer(examples=examples.MEMBERSHIP_ROLE)
 class MembershipRoleSerializer(serializers.ModelSerializer):
     class Meta:
         model = Membership
@@ -247,6 +258,7 @@ class MembershipRoleSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "clinic", "created_at"]
 
 
+@extend_schema_serializer(examples=examples.BULK_SUBMIT)
 class BulkSubmitSerializer(serializers.Serializer):
     archive = serializers.FileField(help_text="A ZIP of JPEG/PNG images (and manifest.csv).")
     manifest = serializers.FileField(
@@ -268,6 +280,7 @@ class BulkRowSerializer(serializers.Serializer):
     errors = serializers.ListField(child=serializers.CharField())
 
 
+@extend_schema_serializer(examples=examples.BULK_RESULT)
 class BulkResultSerializer(serializers.Serializer):
     created = serializers.IntegerField()
     duplicates = serializers.IntegerField()

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Exists, OuterRef
 from django.http import Http404
 from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -15,6 +16,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from diagnosis import idempotency, selectors, services, webhooks
+from diagnosis.api.filters import FilterSet, IdFilter
 from diagnosis.api.serializers import (
     AuditEventSerializer,
     BulkResultSerializer,
@@ -136,10 +138,10 @@ class UTCDateTimeFilter(filters.IsoDateTimeFilter):
         return super().filter(qs, value)
 
 
-class CaseFilter(filters.FilterSet):
+class CaseFilter(FilterSet):
     """Filters on the case and on its shown (non-shadow) predictions."""
 
-    patient = filters.NumberFilter(field_name="lesion__patient")
+    patient = IdFilter(field_name="lesion__patient")
     created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
     status = filters.ChoiceFilter(choices=CaseStatus.choices)
@@ -152,7 +154,7 @@ class CaseFilter(filters.FilterSet):
         ],
         method="filter_prediction",
     )
-    model_version = filters.NumberFilter(method="filter_prediction")
+    model_version = IdFilter(method="filter_prediction")
     reviewed = filters.BooleanFilter(method="filter_reviewed")
 
     class Meta:
@@ -175,6 +177,30 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
     filterset_class = CaseFilter
     ordering_fields = ["created_at", "captured_at"]
     ordering = ["-created_at"]
+    documented_errors = {
+        "create": {
+            400: (
+                "Invalid input, or the image was refused (not JPEG/PNG by content, damaged, "
+                "empty, over 20 MB or too many pixels): the message says which and why. "
+                "A refused upload is a 400, not a 413.",
+                {"image": ["The file is 24.3 MB; the limit is 20.0 MB."]},
+            ),
+            409: "This Idempotency-Key was already used with a different request.",
+        },
+        "thumbnail": {400: ("Not one of the offered sizes.", {"size": ["One of 256, 768."]})},
+        "heatmap": {404: "No such case (or not yours), or the case has no heatmap yet."},
+        "bulk": {
+            400: (
+                "The archive or manifest is unusable as a whole (problems with single rows are "
+                "reported per row in the 200 body).",
+                {"archive": ["The archive is not a ZIP file."]},
+            )
+        },
+        "reviews.post": {
+            403: "Only dermatologists and clinic admins review.",
+            409: "The case has no prediction to review yet.",
+        },
+    }
 
     def get_queryset(self):
         return selectors.cases_for_user(self.request.user).order_by("-created_at")
@@ -203,10 +229,6 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
             202: OpenApiResponse(CaseSerializer, description="Accepted: the case is queued."),
             200: OpenApiResponse(
                 CaseSerializer, description="This image was already submitted for this lesion."
-            ),
-            400: OpenApiResponse(description="Invalid input or refused image, with a message."),
-            409: OpenApiResponse(
-                description="This Idempotency-Key was used with a different request."
             ),
         },
     )
@@ -248,7 +270,14 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
         body = CaseSerializer(case, context=self.get_serializer_context()).data
         return Response(body, status=response_status)
 
-    @extend_schema(responses={(200, "image/jpeg"): OpenApiResponse(description="The stored image")})
+    @extend_schema(
+        responses={
+            (200, "image/jpeg"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The stored image (JPEG, or PNG as uploaded)"
+            ),
+            (200, "image/png"): OpenApiResponse(OpenApiTypes.BINARY),
+        }
+    )
     @action(detail=True, methods=["get"])
     def image(self, request, pk=None):
         case = self.get_object()
@@ -264,10 +293,7 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
 
     @extend_schema(
         request={"multipart/form-data": BulkSubmitSerializer},
-        responses={
-            200: BulkResultSerializer,
-            400: OpenApiResponse(description="The archive or manifest is unusable as a whole."),
-        },
+        responses={200: BulkResultSerializer},
         summary="Submit many images at once (ZIP + CSV manifest), with errors per row",
     )
     @action(detail=False, methods=["post"], serializer_class=BulkSubmitSerializer)
@@ -306,11 +332,7 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
     @extend_schema(
         methods=["POST"],
         request=ReviewSerializer,
-        responses={
-            201: ReviewSerializer,
-            403: OpenApiResponse(description="Only dermatologists and clinic admins review."),
-            409: OpenApiResponse(description="The case has no prediction to review yet."),
-        },
+        responses={201: ReviewSerializer},
         summary="Review the case's newest prediction",
     )
     @action(detail=True, methods=["get", "post"], serializer_class=ReviewSerializer)
@@ -356,10 +378,10 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
         ],
         responses={
             (200, "image/jpeg"): OpenApiResponse(
-                description="A JPEG thumbnail of the image; cacheable (ETag, If-None-Match → 304)"
+                OpenApiTypes.BINARY,
+                description="A JPEG thumbnail of the image; cacheable (ETag, If-None-Match → 304)",
             ),
             304: OpenApiResponse(description="Not modified: the ETag matches"),
-            400: OpenApiResponse(description="Not one of the offered sizes"),
         },
     )
     @action(detail=True, methods=["get"])
@@ -372,7 +394,11 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
         return serve_case_thumbnail(request, case, size=size, via="api")
 
     @extend_schema(
-        responses={(200, "image/png"): OpenApiResponse(description="The prediction's heatmap")}
+        responses={
+            (200, "image/png"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The prediction's heatmap"
+            )
+        }
     )
     @action(detail=True, methods=["get"])
     def heatmap(self, request, pk=None):
@@ -390,7 +416,7 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
         return serve_private_image(prediction.heatmap, filename=f"case-{case.pk}-heatmap.png")
 
 
-class AuditEventFilter(filters.FilterSet):
+class AuditEventFilter(FilterSet):
     at_after = UTCDateTimeFilter(field_name="at", lookup_expr="gte")
     at_before = UTCDateTimeFilter(field_name="at", lookup_expr="lt")
 
@@ -405,6 +431,7 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = AuditEventSerializer
     filterset_class = AuditEventFilter
     ordering_fields = ["at"]
+    documented_errors = {"list": {403: "The audit trail is for clinic admins and auditors."}}
 
     def get_queryset(self):
         user = self.request.user
@@ -424,6 +451,7 @@ class WebhookViewSet(viewsets.ModelViewSet):
 
     serializer_class = WebhookSerializer
     http_method_names = ["get", "post", "patch", "delete"]
+    documented_errors = {"create": {403: "Only clinic admins manage webhooks."}}
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -489,6 +517,18 @@ class MembershipViewSet(viewsets.ModelViewSet):
     role, change a role, remove a member. A clinic always keeps one clinic admin."""
 
     http_method_names = ["get", "post", "patch", "delete"]
+    documented_errors = {
+        "list": {403: "Only clinic admins manage members."},
+        "destroy": {
+            400: (
+                "A clinic keeps at least one clinic admin.",
+                {"detail": ["A clinic keeps at least one clinic admin."]},
+            ),
+            403: "Only the clinic's admins manage its members.",
+        },
+        "partial_update": {403: "Only the clinic's admins manage its members."},
+        "create": {403: "Only the clinic's admins manage its members."},
+    }
 
     def get_serializer_class(self):
         return MembershipRoleSerializer if self.action == "partial_update" else MembershipSerializer
