@@ -56,3 +56,11 @@ lint: $(DEV_STAMP)
 LOAD_SECONDS ?= 60
 load: $(LOAD_STAMP)
 	$(PY) bench/load.py --duration $(LOAD_SECONDS)
+
+# Benchmarks (not part of `make test`): every figure of issue #7 with its target and whether it
+# is met, in one run (~5-10 min; the upload→result part starts the real stack like `make load`),
+# written to var/bench/bench-<time>.json. BENCH_ARGS: e.g. --quick, --skip-stack,
+# --backend onnx, --compare last.
+BENCH_ARGS ?=
+bench: $(LOAD_STAMP)
+	$(PY) bench/run_all.py $(BENCH_ARGS)

@@ -24,22 +24,16 @@ import os
 import platform
 import random
 import re
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import gevent
+from stack import ROOT, json_line, running_stack
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "isic-sample"
-PYTHON = sys.executable
 PASSWORD = "load-test-" + uuid.uuid4().hex[:12]
 UPLOAD_TO_RESULT = "upload→result"
 
@@ -80,65 +74,10 @@ print("CHECK-JSON " + json.dumps(list(rows)))
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def manage(env: dict, *args: str, code: str | None = None) -> str:
-    command = [PYTHON, "manage.py", *args]
-    if code is not None:
-        command += ["-c", code]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
-
-
-def json_line(output: str, marker: str):
-    for line in output.splitlines():
-        if line.startswith(marker):
-            return json.loads(line[len(marker) :])
-    sys.exit(f"no {marker} in:\n{output}")
-
-
-def recreate_database(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as db:
-        db.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name]
-        )
-        db.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        db.execute(f'CREATE DATABASE "{name}"')
-
-
-def wait_for_port(port: int, process: subprocess.Popen, what: str, log: Path, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"{what} exited:\n{log.read_text()[-3000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    sys.exit(f"{what} did not answer on port {port}")
-
-
-def wait_for_log(marker: str, process: subprocess.Popen, what: str, log: Path, timeout=120):
-    deadline = time.monotonic() + timeout
-    while marker not in log.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            sys.exit(f"{what} did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-
-
 def image_source():
     """Endless distinct JPEGs: the ISIC sample's, else generated ones."""
-    if SAMPLE.is_dir():
-        paths = sorted(SAMPLE.glob("*.jpg"))
+    paths = sorted((SAMPLE / "images").glob("*.jpg")) if (SAMPLE / "images").is_dir() else []
+    if paths:
         random.Random(0).shuffle(paths)
         for path in itertools.cycle(paths):
             yield path.name, path.read_bytes()
@@ -312,81 +251,21 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "var" / "bench"))
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="skinsense-load-"))
-    port = free_port()
-    database = "skinsense_load"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "skinsense_site.settings",
-        "DEBUG": "false",
-        "SECRET_KEY": uuid.uuid4().hex * 2,
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "false",
-        "SESSION_COOKIE_SECURE": "false",
-        "CSRF_COOKIE_SECURE": "false",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
-        "CONN_MAX_AGE": "60",
-        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/12",
-        "CELERY_KEY_PREFIX": f"skinsense-load-{os.getpid()}:",
-        "PRIVATE_MEDIA_ROOT": str(workdir / "media"),
-        "STATIC_ROOT": str(workdir / "static"),
-        "MODEL_ROOT": str(workdir / "media" / "models"),
-        "INFERENCE_DEVICE": "cpu",
-        "INFERENCE_THREADS": str(args.inference_threads),
-        "THROTTLE_UPLOADS": "600/min",
-        "PYTHONUNBUFFERED": "1",
-    }
-    processes: list[subprocess.Popen] = []
-
-    def stop_all():
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-    try:
-        print(f"== database {database}, media {workdir}, port {port}")
-        recreate_database(database)
-        manage(env, "migrate", "--noinput")
-        manage(env, "collectstatic", "--noinput")
-        manage(env, "ensure_demo_model")
+    def make_users(stack) -> None:
         setup_code = SETUP_CODE.replace("PASSWORD", repr(PASSWORD))
         setup_code = setup_code.replace("CLINICIANS", str(args.clinicians))
         setup_code = setup_code.replace("READERS", str(args.api_readers))
-        SETUP.update(json_line(manage(env, "shell", code=setup_code), "SETUP-JSON "))
+        SETUP.update(json_line(stack.manage("shell", code=setup_code), "SETUP-JSON "))
 
-        web_log, worker_log = workdir / "gunicorn.log", workdir / "worker.log"
-        processes.append(
-            subprocess.Popen(
-                [PYTHON, "-m", "gunicorn", "skinsense_site.wsgi:application"]
-                + ["--bind", f"127.0.0.1:{port}", "--workers", str(args.web_workers)]
-                + ["--threads", "4", "--timeout", "60"],
-                cwd=ROOT,
-                env=env,
-                stdout=web_log.open("w"),
-                stderr=subprocess.STDOUT,
-            )
-        )
-        processes.append(
-            subprocess.Popen(
-                [PYTHON, "-m", "celery", "-A", "skinsense_site", "worker", "-Q"]
-                + ["inference,default", "--pool", "prefork"]
-                + ["--concurrency", str(args.worker_concurrency), "--without-gossip"]
-                + ["--without-mingle", "--loglevel", "INFO"],
-                cwd=ROOT,
-                env=env,
-                stdout=worker_log.open("w"),
-                stderr=subprocess.STDOUT,
-            )
-        )
-        wait_for_port(port, processes[0], "gunicorn", web_log)
-        wait_for_log("ready.", processes[1], "the Celery worker", worker_log)
-        wait_for_log("worker warm-up", processes[1], "the worker's model warm-up", worker_log)
-
+    with running_stack(
+        name="load",
+        web_workers=args.web_workers,
+        worker_concurrency=args.worker_concurrency,
+        inference_threads=args.inference_threads,
+        queues="inference,heatmaps,default",  # the whole product: Grad-CAM after each result
+        before_start=make_users,
+    ) as stack:
+        port = stack.port
         Clinician.accounts = iter(SETUP["clinicians"])
         ApiReader.accounts = iter(SETUP["readers"])
         Clinician.fixed_count = args.clinicians
@@ -412,7 +291,7 @@ def main() -> None:
         deadline = time.monotonic() + args.drain
         check = CHECK_CODE.replace("CLINIC", str(SETUP["clinic"]))
         while True:
-            rows = json_line(manage(env, "shell", code=check), "CHECK-JSON ")
+            rows = json_line(stack.manage("shell", code=check), "CHECK-JSON ")
             pending = [r for r in rows if r["status"] in ("queued", "processing")]
             if not pending or time.monotonic() > deadline:
                 break
@@ -470,10 +349,7 @@ def main() -> None:
         print(f"== written to {path}")
         ok = not result["errors"] and not lost and not duplicated
         print("== PASS: 0 errors, 0 lost cases" if ok else "== FAIL")
-        sys.exit(0 if ok else 1)
-    finally:
-        stop_all()
-        shutil.rmtree(workdir, ignore_errors=True)
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":

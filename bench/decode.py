@@ -1,0 +1,133 @@
+"""(d) Decoding + preprocessing per image: 600×450 and 4000×3000 JPEGs, full decode vs draft mode.
+
+A real ISIC image (else a generated one; the sample's are 224×224) is scaled to each size
+(bicubic, aspect kept, centre crop) and saved as a quality-90 JPEG. Each is opened with
+``ml.images.open_for_model`` with ``draft=False`` (libjpeg decodes every pixel) and
+``draft=True`` (libjpeg's DCT scaling to 1/2, 1/4 or 1/8 when the image is at least twice the
+resize size on its shorter side; a 600×450 image is too small for it), then preprocessed with
+the eval preset (``ml.transforms.eval_transform``, the torch worker's) and with the NumPy preset
+(``ml.onnx_engine.preprocess_image``, the ONNX Runtime worker's). The eval preset is timed on
+torch's threads (all CPUs) and on one thread: on a busy machine a parallel resize waits for a
+core, which one thread never does::
+
+    .venv/bin/python bench/decode.py [--repeats 10] [--json out.json]
+
+The issue's orientation figures on this machine: full 4000×3000 decode ~160 ms, draft ~50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from common import fit_jpeg, generated_jpeg, images_are_real, median, real_image_paths
+
+SIZES = ((600, 450), (4000, 3000))
+ORIENTATION_MS = {"4000x3000 full": 160.0, "4000x3000 draft": 50.0}
+
+
+def make_jpeg(source: bytes, size: tuple[int, int], quality: int = 90) -> bytes:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(source)) as image:
+        resized = fit_jpeg(image, size)
+    buffer = io.BytesIO()
+    resized.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def timed(step: Callable[[], object], repeats: int) -> tuple[float, object]:
+    """Median milliseconds of ``step`` over ``repeats`` calls after one untimed call."""
+    value = step()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        value = step()
+        times.append(time.perf_counter() - started)
+    return median(times) * 1000, value
+
+
+def one_thread(measure: Callable[[], tuple[float, object]]) -> float:
+    """``measure()``'s milliseconds with torch on one thread (then its threads as before)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return measure()[0]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run(*, repeats: int = 10, image_size: int = 224, log: Callable[[str], None] = print) -> dict:
+    from ml.images import open_for_model
+    from ml.onnx_engine import preprocess_image
+    from ml.transforms import default_preprocessing, eval_transform
+
+    preprocessing = default_preprocessing(image_size)
+    transform = eval_transform(preprocessing)
+    if images_are_real():
+        source_path = real_image_paths(1)[0]
+        source, source_name = source_path.read_bytes(), source_path.name
+    else:
+        source, source_name = generated_jpeg(0), "generated"
+    import torch
+
+    result: dict = {
+        "source": source_name,
+        "repeats": repeats,
+        "torch_threads": torch.get_num_threads(),
+        "rows": [],
+    }
+    for width, height in SIZES:
+        data = make_jpeg(source, (width, height))
+        for draft in (False, True):
+
+            def decode(data=data, draft=draft):
+                return open_for_model(io.BytesIO(data), preprocessing, draft=draft)
+
+            decode_ms, image = timed(decode, repeats)
+            torch_ms, _ = timed(lambda image=image: transform(image), repeats)
+            torch_1_ms = one_thread(lambda image=image: timed(lambda: transform(image), repeats))
+            numpy_ms, _ = timed(lambda image=image: preprocess_image(image, preprocessing), repeats)
+            key = f"{width}x{height} {'draft' if draft else 'full'}"
+            row = {
+                "key": key,
+                "size": [width, height],
+                "jpeg_bytes": len(data),
+                "draft": draft,
+                "decoded_size": list(image.size),
+                "decode_ms": decode_ms,
+                "preprocess_torch_ms": torch_ms,
+                "preprocess_torch_1_thread_ms": torch_1_ms,
+                "preprocess_numpy_ms": numpy_ms,
+                "total_torch_ms": decode_ms + torch_ms,
+                "total_numpy_ms": decode_ms + numpy_ms,
+                "orientation_decode_ms": ORIENTATION_MS.get(key),
+            }
+            result["rows"].append(row)
+            log(
+                f"(d) {key:<16} decode {decode_ms:6.1f} ms (to {image.size[0]}×{image.size[1]}) "
+                f"+ eval preset {torch_ms:5.1f} ms (1 thread {torch_1_ms:5.1f}, NumPy preset "
+                f"{numpy_ms:5.1f} ms) "
+                f"= {decode_ms + torch_ms:6.1f} ms"
+            )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--json", dest="json_path")
+    args = parser.parse_args()
+    result = run(repeats=args.repeats)
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""(a) The original app's way per upload vs our warm worker, per image.
+
+The original app, for every upload: built a torchvision ResNet50-based SkinSenseNet from
+scratch (random initialisation included), ``torch.load``-ed its weights file from disk, loaded
+them, switched to eval, decoded the full image, preprocessed it and ran the forward pass. Our
+worker loads its model once; per image it runs ``ml.images.open_for_model`` (JPEG draft mode
+for large images) and ``predict`` (preprocessing, forward, probabilities). Both are timed on the
+same real images (``../shared/data/isic-sample``, stored at 224×224, scaled to a dermoscopy
+upload's 600×450 and saved as quality-90 JPEGs; else generated JPEGs), on all CPUs::
+
+    .venv/bin/python bench/original_vs_warm.py [--original 5] [--warm 20] [--json out.json]
+
+``run()`` returns the figures as a dict (milliseconds per image, medians; the ratios).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from common import UPLOAD_SIZE, DemoModel, make_demo_model, median, upload_images
+
+TARGET_RATIO = 1 / 8  # warm single-image inference at most 1/8 of the original per-upload time
+
+
+def original_upload(model: DemoModel, image_path: Path) -> float:
+    """One upload the original way; returns its seconds."""
+    import torch
+    from PIL import Image
+
+    from ml.network import SkinSenseNet
+    from ml.transforms import eval_transform
+
+    started = time.perf_counter()
+    network = SkinSenseNet(num_classes=model.num_classes, backbone=model.backbone)
+    network.load_state_dict(torch.load(model.state_dict, map_location="cpu"))
+    network.eval()
+    image = Image.open(image_path).convert("RGB")
+    batch = eval_transform(model.preprocessing)(image).unsqueeze(0)
+    with torch.no_grad():
+        binary_logit, class_logits = network(batch)
+        _ = torch.sigmoid(binary_logit), torch.softmax(class_logits, dim=1)
+    return time.perf_counter() - started
+
+
+def warm_times(predictor, paths: list[Path], repeats: int, *, warmup: int = 2) -> list[float]:
+    """Seconds per image of open_for_model + predict on an already loaded predictor."""
+    from ml.images import open_for_model
+
+    for index in range(warmup):
+        predictor.predict(open_for_model(paths[index % len(paths)], predictor.preprocessing))
+    times = []
+    for index in range(repeats):
+        path = paths[index % len(paths)]
+        started = time.perf_counter()
+        image = open_for_model(path, predictor.preprocessing)
+        predictor.predict(image)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def run(
+    *,
+    model: DemoModel | None = None,
+    original_repeats: int = 5,
+    warm_repeats: int = 20,
+    backbone: str = "resnet50",
+    image_size: int = 224,
+    onnx: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    import torch
+
+    from ml.checkpoint import load_checkpoint
+    from ml.inference import Predictor
+
+    with tempfile.TemporaryDirectory(prefix="bench-original-") as work:
+        if model is None:
+            model = make_demo_model(work, backbone=backbone, image_size=image_size, onnx=onnx)
+        paths = upload_images(max(original_repeats, warm_repeats, 2), work)
+
+        original_upload(model, paths[0])  # warm-up: libraries, allocator, thread pool
+        original = [original_upload(model, paths[i % len(paths)]) for i in range(original_repeats)]
+        original_ms = median(original) * 1000
+        log(f"(a) original per upload: {original_ms:.0f} ms/image (median of {len(original)})")
+
+        result: dict = {
+            "backbone": model.backbone,
+            "image_size": model.image_size,
+            "torch_threads": torch.get_num_threads(),
+            "images": len(paths),
+            "image_size_px": list(UPLOAD_SIZE),
+            "original_ms": original_ms,
+            "original_ms_all": [t * 1000 for t in original],
+            "target_ratio": TARGET_RATIO,
+            "warm": {},
+        }
+        predictors = {"torch": Predictor(load_checkpoint(model.weights), device="cpu")}
+        if model.onnx is not None:
+            from ml.onnx_engine import OnnxPredictor
+
+            predictors["onnx"] = OnnxPredictor.from_cache(model.onnx, threads=0)
+        for name, predictor in predictors.items():
+            times = warm_times(predictor, paths, warm_repeats)
+            warm_ms = median(times) * 1000
+            result["warm"][name] = {
+                "ms": warm_ms,
+                "ms_all": [t * 1000 for t in times],
+                "ratio": warm_ms / original_ms,
+                "speedup": original_ms / warm_ms,
+                "met": warm_ms / original_ms <= TARGET_RATIO,
+            }
+            log(
+                f"(a) warm {name:<5}: {warm_ms:.1f} ms/image, {warm_ms / original_ms:.3f} of the "
+                f"original ({original_ms / warm_ms:.1f}× faster)"
+            )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--original", type=int, default=5, help="original-way uploads timed")
+    parser.add_argument("--warm", type=int, default=20, help="warm images timed")
+    parser.add_argument("--backbone", default="resnet50")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--json", dest="json_path")
+    args = parser.parse_args()
+    result = run(
+        original_repeats=args.original,
+        warm_repeats=args.warm,
+        backbone=args.backbone,
+        image_size=args.image_size,
+    )
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""(b) Throughput at batch 1/8/32 as a fraction of this machine's fp32 arithmetic ceiling, and
+the worker layout (N single-threaded processes vs one N-threaded process).
+
+``inference_speed.run()`` measures the fp32 peak (a large sgemm on all CPUs) and torch fp32,
+ONNX Runtime fp32 and ONNX Runtime int8 at each batch size; the ceiling is peak GFLOP/s ÷ the
+model's GFLOP per image (ResNet50 at 224: 8.17), so a fraction of 1.0 means the arithmetic
+limit. Targets: the best batched (batch > 1) fp32 engine at least 80 % of the ceiling; int8 at
+least 2× the ceiling (its accuracy is gated elsewhere: ``manage.py export_onnx --int8``; here
+the weights are random). ``worker_layout.run()`` measures the layouts::
+
+    .venv/bin/python bench/throughput.py [--seconds 3] [--layout-seconds 5] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import inference_speed
+import worker_layout
+from common import DemoModel
+
+FP32_TARGET = 0.8  # best batched fp32 at least 80 % of the ceiling
+INT8_TARGET = 2.0  # int8 at least 2× the ceiling
+FP32_ENGINES = ("torch-fp32", "onnxruntime-fp32")
+INT8_ENGINES = ("onnxruntime-int8",)
+
+
+def summarise(speed: dict) -> dict:
+    """The ceiling and the target figures from ``inference_speed.run()``'s result."""
+    gflop = speed["model"]["gflop_per_image"]
+    ceiling = speed["peak_gflops"] / gflop
+    rows = speed["results"]
+    batched_fp32 = [r for r in rows if r["engine"] in FP32_ENGINES and r["batch"] > 1]
+    fp32_rows = batched_fp32 or [r for r in rows if r["engine"] in FP32_ENGINES]
+    int8_rows = [r for r in rows if r["engine"] in INT8_ENGINES]
+    best_fp32 = max(fp32_rows, key=lambda r: r["images_per_s"]) if fp32_rows else None
+    best_int8 = max(int8_rows, key=lambda r: r["images_per_s"]) if int8_rows else None
+    return {
+        "gflop_per_image": gflop,
+        "peak_gflops": speed["peak_gflops"],
+        "ceiling_images_per_s": ceiling,
+        "best_batched_fp32": best_fp32,
+        "best_batched_fp32_met": best_fp32 is not None
+        and best_fp32["fraction_of_peak"] >= FP32_TARGET,
+        "best_int8": best_int8,
+        "best_int8_met": best_int8 is not None and best_int8["fraction_of_peak"] >= INT8_TARGET,
+        "fp32_target": FP32_TARGET,
+        "int8_target": INT8_TARGET,
+    }
+
+
+def run(
+    *,
+    model: DemoModel | None = None,
+    backbone: str = "resnet50",
+    image_size: int = 224,
+    batch_sizes: Sequence[int] = (1, 8, 32),
+    seconds: float = 3.0,
+    calibration: int = 16,
+    layout_seconds: float = 5.0,
+    layout_rounds: int = 2,
+    layout_engines: Sequence[str] = worker_layout.ENGINES,
+    log: Callable[[str], None] = print,
+) -> dict:
+    speed = inference_speed.run(
+        backbone=backbone,
+        image_size=image_size,
+        batch_sizes=batch_sizes,
+        seconds=seconds,
+        calibration=calibration,
+        log=lambda line: log(f"(b) {line}"),
+    )
+    summary = summarise(speed)
+    log(
+        f"(b) ceiling {summary['ceiling_images_per_s']:.1f} images/s "
+        f"({summary['peak_gflops']:.0f} GFLOP/s ÷ {summary['gflop_per_image']:.2f} GFLOP)"
+    )
+    layout = None
+    if layout_engines:
+        layout = worker_layout.run(
+            model=model,
+            seconds=layout_seconds,
+            rounds=layout_rounds,
+            engines=tuple(layout_engines),
+            backbone=backbone,
+            image_size=image_size,
+            log=log,
+        )
+    return {"inference_speed": speed, "summary": summary, "worker_layout": layout}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="resnet50")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--layout-seconds", type=float, default=5.0)
+    parser.add_argument("--json", dest="json_path")
+    args = parser.parse_args()
+    result = run(
+        backbone=args.backbone,
+        image_size=args.image_size,
+        seconds=args.seconds,
+        layout_seconds=args.layout_seconds,
+    )
+    print()
+    print(inference_speed.table(result["inference_speed"]))
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""``make bench`` stays runnable: its sections on a tiny model with a few samples (no real stack;
+the stack's own rows are checked on a made-up result)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import run_all  # noqa: E402
+from common import make_demo_model  # noqa: E402
+
+
+def test_run_all_quick_without_the_stack(tmp_path, capsys):
+    status = run_all.main(
+        ["--quick", "--skip-stack", "--only", "a,d,e", "--backbone", "resnet18"]
+        + ["--image-size", "64", "--out", str(tmp_path)]
+    )
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    (report_path,) = tmp_path.glob("bench-*.json")
+    report = json.loads(report_path.read_text())
+    assert report["errors"] == {}
+    assert sorted(report["results"]) == ["a", "d", "e"]
+    keys = {row["key"] for row in report["table"]}
+    assert {"a.original_ms", "a.warm_torch_ratio", "a.warm_onnx_ratio"} <= keys
+    assert {"d.600x450.full", "d.4000x3000.draft", "e.torch.peak_rss", "e.onnx.peak_rss"} <= keys
+    for row in report["table"]:
+        assert row["value"] and row["target"] and row["met"] in (True, False, None)
+    # The ONNX Runtime worker never imports torch; draft mode decodes a 4000×3000 JPEG smaller.
+    assert report["results"]["e"]["backends"]["onnx"]["torch_imported"] is False
+    assert report["results"]["e"]["backends"]["onnx"]["peak_rss_bytes"] > 0
+    rows = {r["key"]: r for r in report["results"]["d"]["rows"]}
+    assert rows["4000x3000 draft"]["decoded_size"][0] < 4000
+    assert rows["4000x3000 full"]["decoded_size"] == [4000, 3000]
+    assert "issue #7 figures" in printed and "met" in printed
+
+    # A later run can be compared with this one.
+    previous = run_all.previous_rows("last", tmp_path)
+    assert previous["a.original_ms"]["number"] > 0
+
+
+def test_throughput_and_worker_layout(tmp_path):
+    import throughput
+
+    model = make_demo_model(tmp_path, backbone="resnet18", image_size=32)
+    result = throughput.run(
+        model=model,
+        backbone="resnet18",
+        image_size=32,
+        batch_sizes=(1, 2),
+        seconds=0.05,
+        calibration=1,
+        layout_seconds=0.2,
+        layout_engines=("onnxruntime-fp32",),
+        log=lambda line: None,
+    )
+    summary = result["summary"]
+    assert summary["ceiling_images_per_s"] > 0
+    assert summary["best_batched_fp32"]["batch"] == 2
+    assert summary["best_int8"]["engine"] == "onnxruntime-int8"
+    cores = result["worker_layout"]["cores"]
+    layout = result["worker_layout"]["engines"]["onnxruntime-fp32"]
+    assert layout["faster"] in (f"{cores}x1", f"1x{cores}")
+    assert layout["layouts"][f"{cores}x1"]["images_per_s"] > 0
+    rows = run_all.rows_b(result)
+    assert [r.key for r in rows if r.met is not None] == ["b.best_batched_fp32", "b.best_int8"]
+    assert "layout onnxruntime-fp32" in run_all.table(rows)
+
+
+def test_latency_rows_from_a_result():
+    result = {
+        "backend": "onnx",
+        "uploads": 20,
+        "p50_ms": 180.0,
+        "p95_ms": 400.0,
+        "reference_inference_ms": 40.0,
+        "reference_source": "(a) warm onnx",
+        "p50_target_ms": 190.0,
+        "p50_met": True,
+        "p95_target_ms": 360.0,
+        "p95_met": False,
+        "worker_inference_p50_ms": 35.0,
+        "server_p50_ms": 90.0,
+        "worker_memory": {"peak_rss_bytes": 500 * 2**20},
+    }
+    rows = run_all.rows_c(result)
+    assert [(r.key, r.met) for r in rows if r.met is not None] == [
+        ("c.p50_ms", True),
+        ("c.p95_ms", False),
+        ("c.worker_peak_rss", True),
+    ]
+    text = run_all.table(rows)
+    assert "≤ (a) warm onnx 40.0 ms + 150 = 190 ms" in text and "NO" in text
+
+
+def test_stack_errors_end_a_script_like_sys_exit():
+    from stack import StackError, json_line
+
+    with pytest.raises(SystemExit, match="no SETUP-JSON"):
+        json_line("nothing here", "SETUP-JSON ")
+    assert issubclass(StackError, SystemExit)
