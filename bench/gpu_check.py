@@ -79,6 +79,57 @@ def inference_throughput(device, batches, amp: bool, seconds: float) -> list[dic
     return results
 
 
+def predictor_check(args, device) -> dict:
+    """The serving Predictor on this device (AMP fp16 on CUDA) against the same checkpoint in
+    fp32 on the CPU, on real images: the largest probability difference, and its speed with
+    preprocessing included."""
+    import tempfile
+
+    from PIL import Image
+
+    from ml.checkpoint import Checkpoint, save_checkpoint
+    from ml.inference import Predictor
+
+    torch.manual_seed(0)
+    network = SkinSenseNet(backbone="resnet50", num_classes=len(ISIC2019_CLASSES))
+    checkpoint = Checkpoint(
+        backbone="resnet50", classes=ISIC2019_CLASSES, state_dict=network.state_dict()
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.pt"
+        save_checkpoint(checkpoint, path)
+        served = Predictor.from_file(path, expected_sha256=None, device=device)
+        reference = Predictor.from_file(path, expected_sha256=None, device="cpu")
+    paths = sorted((Path(args.data) / "images").glob("*.jpg"))[: args.predictor_images]
+    images = [Image.open(p).convert("RGB") for p in paths]
+    worst = 0.0
+    for a, b in zip(served.predict_batch(images), reference.predict_batch(images), strict=True):
+        differences = [abs(a.malignant_probability - b.malignant_probability)]
+        theirs = b.diagnosis_probabilities
+        differences += [abs(p - theirs[code]) for code, p in a.diagnosis_probabilities.items()]
+        worst = max(worst, *differences)
+    timings = {}
+    for batch in (1, len(images)):
+        served.predict_batch(images[:batch])
+        sync(device)
+        started, runs = time.perf_counter(), 0
+        while time.perf_counter() - started < args.seconds:
+            served.predict_batch(images[:batch])
+            runs += 1
+        sync(device)
+        timings[batch] = round(runs * batch / (time.perf_counter() - started), 1)
+    row = {
+        "step": "predictor",
+        "device": device_name(device),
+        "amp_fp16": served.amp,
+        "images": len(images),
+        "max_abs_probability_difference_vs_cpu_fp32": worst,
+        "images_per_second_with_preprocessing": timings,
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def short_training(args, device) -> dict:
     config = training.TrainConfig(
         data=args.data,
@@ -149,12 +200,15 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=min(12, os.cpu_count() or 1))
     parser.add_argument("--seconds", type=float, default=3.0, help="per inference measurement")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test on a CPU")
+    parser.add_argument("--predictor-images", type=int, default=64)
+    parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args()
     args.max_per_class = args.max_steps = None
     batches = [1, 32, 128]
     if args.quick:
         args.epochs, args.image_size, args.batch_size, args.num_workers = 1, 64, 8, 0
         args.max_per_class, args.max_steps, args.seconds, batches = 6, 2, 0.1, [1, 2]
+        args.predictor_images = 4
     Path(args.out).mkdir(parents=True, exist_ok=True)
     device = pick_device("auto")
     if device.type == "cuda":
@@ -170,7 +224,9 @@ def main() -> None:
     rows += inference_throughput(device, batches, amp=device.type == "cuda", seconds=args.seconds)
     if device.type == "cuda":
         rows += inference_throughput(device, batches[-1:], amp=False, seconds=args.seconds)
-    rows.append(short_training(args, device))
+    rows.append(predictor_check(args, device))
+    if not args.skip_training:
+        rows.append(short_training(args, device))
     (Path(args.out) / "gpu_check.json").write_text(json.dumps(rows, indent=1, default=str))
 
 
