@@ -80,6 +80,54 @@ def _worker_memory(stack) -> dict | None:
         return None
 
 
+def _backlog(stack, session, setup, paths, timeout, log) -> dict | None:
+    """Micro-batching under load: ``paths`` uploaded back to back while the worker is busy, then
+    the time until the last result; images/s over the whole backlog, and how many forward
+    passes the worker needed (its log says when it ran several cases in one)."""
+    if not paths:
+        return None
+    before = stack.worker_log.read_text().count("predicted in one pass of")
+    started = time.perf_counter()
+    case_ids = []
+    for path in paths:
+        response = session.post(
+            f"{stack.url}/api/v1/cases/",
+            data={"lesion": setup["lesion"], "image_type": "dermoscopic"},
+            files={"image": (path.name, path.read_bytes(), "image/jpeg")},
+            timeout=30,
+        )
+        if response.status_code not in (201, 202):
+            raise RuntimeError(f"upload answered {response.status_code}: {response.text}")
+        case_ids.append(response.json()["id"])
+    uploaded = time.perf_counter() - started
+    pending = set(case_ids)
+    while pending:
+        for case_id in list(pending):
+            case = session.get(f"{stack.url}/api/v1/cases/{case_id}/", timeout=30).json()
+            if case.get("status") == "failed":
+                raise RuntimeError(f"case {case_id} failed: {case.get('error')}")
+            if case.get("status") == "done":
+                pending.discard(case_id)
+        if time.perf_counter() - started > timeout:
+            raise RuntimeError(f"{len(pending)} backlog cases not done after {timeout} s")
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    batched = stack.worker_log.read_text().count("predicted in one pass of") - before
+    result = {
+        "cases": len(case_ids),
+        "uploads_s": uploaded,
+        "all_done_s": elapsed,
+        "images_per_second": len(case_ids) / elapsed,
+        "batched_passes": batched,
+    }
+    log(
+        f"(c) backlog: {len(case_ids)} uploads in {uploaded:.2f} s, all done after "
+        f"{elapsed:.2f} s = {result['images_per_second']:.1f} images/s "
+        f"({batched} batched passes)"
+    )
+    return result
+
+
 def run(
     *,
     uploads: int = 20,
@@ -88,6 +136,7 @@ def run(
     poll: float = 0.01,
     inference_threads: int | None = None,
     timeout: float = 120.0,
+    backlog: int = 16,
     inference_ms: dict[str, float] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
@@ -113,7 +162,8 @@ def run(
             log("(c) " + stack.manage(*args).strip().replace("\n", "\n(c) "))
 
     images = tempfile.TemporaryDirectory(prefix="bench-latency-")
-    paths = upload_images(warmup + uploads, images.name)
+    every = upload_images(warmup + uploads + backlog, images.name)
+    paths, backlog_paths = every[: warmup + uploads], every[warmup + uploads :]
     with (
         images,
         running_stack(
@@ -180,6 +230,7 @@ def run(
                 f" ms, worker inference {sample['worker_inference_ms'] or 0:.0f} ms, "
                 f"{polls} polls)"
             )
+        backlog_result = _backlog(stack, session, setup, backlog_paths, timeout, log)
         memory = _worker_memory(stack)
 
     timed = [s for s in samples if not s["warmup"]]
@@ -216,6 +267,7 @@ def run(
         "p95_target_ms": P95_FACTOR * p50 if p50 is not None else None,
         "p95_met": p50 is not None and p95 <= P95_FACTOR * p50,
         "worker_memory": memory,
+        "backlog": backlog_result,
         "samples": samples,
     }
     log(

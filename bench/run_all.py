@@ -214,6 +214,18 @@ def rows_c(c: dict) -> list[Row]:
             number=c["server_p50_ms"],
         ),
     ]
+    backlog = c.get("backlog")
+    if backlog:
+        rows.append(
+            Row(
+                "c.backlog_images_per_s",
+                f"(c) micro-batching: {backlog['cases']} uploads at once, through the stack",
+                f"{backlog['images_per_second']:.1f} images/s ({backlog['batched_passes']} "
+                f"batched passes; all done in {backlog['all_done_s']:.2f} s)",
+                "approaches (b)'s batched figure of the served engine",
+                number=backlog["images_per_second"],
+            )
+        )
     memory = c.get("worker_memory")
     if memory:
         peak = memory["peak_rss_bytes"]
