@@ -112,8 +112,15 @@ def validate_image(upload) -> CleanImage:
     )
     if image_format == "PNG" and b"IEND\xaeB`\x82" not in data[-4096:]:
         raise undecodable  # the image data may be whole, but the file was cut short
+    damaged_metadata = ValidationError(
+        "The image's EXIF metadata is damaged, so its orientation cannot be read. Export or "
+        "save the image again (or remove its metadata) and upload it again.",
+        code="corrupt_metadata",
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
+        # Pillow only warns about broken EXIF and reads on; here it is a clear refusal.
+        warnings.filterwarnings("error", message="Corrupt EXIF", category=UserWarning)
         try:
             with Image.open(io.BytesIO(data), formats=[image_format]) as probe:
                 probe.verify()  # structure and checksums; the full decode comes below
@@ -123,6 +130,8 @@ def validate_image(upload) -> CleanImage:
                 "The image has too many pixels to be processed safely (decompression bomb).",
                 code="too_many_pixels",
             )
+        except UserWarning:
+            raise damaged_metadata
         except (OSError, SyntaxError, ValueError, EOFError):
             raise undecodable
         with image:
@@ -144,6 +153,8 @@ def validate_image(upload) -> CleanImage:
                 image.load()  # the full decode: truncated or corrupt data fails here
                 oriented = ImageOps.exif_transpose(image)
                 rgb = _to_rgb(oriented)
+            except UserWarning:
+                raise damaged_metadata
             except (
                 OSError,
                 SyntaxError,

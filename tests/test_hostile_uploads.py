@@ -146,3 +146,21 @@ def test_any_bytes_give_a_clean_image_or_a_validation_error(content):
     with Image.open(io.BytesIO(clean.content)) as image:
         image.load()
         assert image.mode == "RGB" and image.size == (clean.width, clean.height)
+
+
+def test_a_jpeg_with_damaged_exif_is_refused_with_its_reason():
+    """Found by the property test above on a fresh Hypothesis database: Pillow only warns about
+    broken EXIF (so the orientation would silently be lost); the validator refuses it."""
+    import struct
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 24), (200, 100, 50)).save(buffer, "JPEG")
+    jpeg = buffer.getvalue()
+    # An IFD that promises two 12-byte entries and holds 6 bytes.
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 2) + b"\x12\x01\x03\x00\x01\x00"
+    payload = b"Exif\x00\x00" + tiff
+    damaged = jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+    with pytest.raises(ValidationError) as refused:
+        validate_image(SimpleUploadedFile("photo.jpg", damaged))
+    assert refused.value.code == "corrupt_metadata"
+    assert "EXIF" in refused.value.messages[0]
