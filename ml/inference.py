@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from ml.checkpoint import Checkpoint, load_checkpoint, sha256_file
-from ml.interpretation import PredictionResult, interpret
+from ml.interpretation import PredictionResult, interpret, read_batch
 from ml.transforms import eval_transform
 
 __all__ = ["PredictionResult", "Predictor", "WeightsMismatchError", "get_predictor", "interpret"]
@@ -86,32 +86,14 @@ class Predictor:
         malignant = torch.sigmoid(binary_logit / self.temperature).cpu()
         probabilities = torch.softmax(class_logits / self.temperature, dim=1).cpu()
         elapsed_ms = (time.perf_counter() - started) * 1000 / len(images)
-        results = []
-        for row in range(len(images)):
-            diagnosis_probabilities = {
-                code: float(p)
-                for code, p in zip(self.codes, probabilities[row].tolist(), strict=False)
-            }
-            malignant_probability = float(malignant[row])
-            top, category, top_probability, uncertain = interpret(
-                malignant_probability=malignant_probability,
-                diagnosis_probabilities=diagnosis_probabilities,
-                classes=self.classes,
-                thresholds=thresholds,
-            )
-            results.append(
-                PredictionResult(
-                    malignant_probability=malignant_probability,
-                    diagnosis_probabilities=diagnosis_probabilities,
-                    top_diagnosis=top,
-                    top_probability=top_probability,
-                    category=category,
-                    uncertain=uncertain,
-                    malignant_threshold=float(thresholds.get("malignant", 0.5)),
-                    inference_ms=elapsed_ms,
-                )
-            )
-        return results
+        return read_batch(
+            malignant.tolist(),
+            probabilities.tolist(),
+            codes=self.codes,
+            classes=self.classes,
+            thresholds=thresholds,
+            inference_ms=elapsed_ms,
+        )
 
     def predict(self, image: Image.Image, *, thresholds: dict | None = None) -> PredictionResult:
         return self.predict_batch([image], thresholds=thresholds)[0]

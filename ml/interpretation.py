@@ -53,3 +53,52 @@ def interpret(
     else:
         category = top_category
     return top_code, category, top_probability, uncertain
+
+
+def read_heads(
+    *,
+    malignant_probability: float,
+    diagnosis_probabilities: dict[str, float],
+    classes: list[DiagnosisClass],
+    thresholds: dict,
+    inference_ms: float,
+) -> PredictionResult:
+    """One image's calibrated probabilities, read with ``thresholds`` into a PredictionResult."""
+    top, category, top_probability, uncertain = interpret(
+        malignant_probability=malignant_probability,
+        diagnosis_probabilities=diagnosis_probabilities,
+        classes=classes,
+        thresholds=thresholds,
+    )
+    return PredictionResult(
+        malignant_probability=malignant_probability,
+        diagnosis_probabilities=diagnosis_probabilities,
+        top_diagnosis=top,
+        top_probability=top_probability,
+        category=category,
+        uncertain=uncertain,
+        malignant_threshold=float(thresholds.get("malignant", 0.5)),
+        inference_ms=inference_ms,
+    )
+
+
+def read_batch(
+    malignant: list[float],
+    probabilities: list[list[float]],
+    *,
+    codes: list[str],
+    classes: list[DiagnosisClass],
+    thresholds: dict,
+    inference_ms: float,
+) -> list[PredictionResult]:
+    """A batch's rows (malignant probability, class probabilities in ``codes`` order) read."""
+    return [
+        read_heads(
+            malignant_probability=float(m),
+            diagnosis_probabilities={code: float(p) for code, p in zip(codes, row, strict=True)},
+            classes=classes,
+            thresholds=thresholds,
+            inference_ms=inference_ms,
+        )
+        for m, row in zip(malignant, probabilities, strict=True)
+    ]

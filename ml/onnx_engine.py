@@ -38,7 +38,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageOps
 
-from ml.interpretation import PredictionResult, interpret
+from ml.interpretation import PredictionResult, read_batch
 from ml.taxonomy import classes_from_dicts
 
 logger = logging.getLogger(__name__)
@@ -476,31 +476,14 @@ class OnnxPredictor:
         started = time.perf_counter()
         malignant, probabilities = self.probabilities(self.preprocess(images))
         elapsed_ms = (time.perf_counter() - started) * 1000 / len(images)
-        results = []
-        for row in range(len(images)):
-            diagnosis_probabilities = {
-                code: float(p) for code, p in zip(self.codes, probabilities[row], strict=True)
-            }
-            malignant_probability = float(malignant[row])
-            top, category, top_probability, uncertain = interpret(
-                malignant_probability=malignant_probability,
-                diagnosis_probabilities=diagnosis_probabilities,
-                classes=self.classes,
-                thresholds=thresholds,
-            )
-            results.append(
-                PredictionResult(
-                    malignant_probability=malignant_probability,
-                    diagnosis_probabilities=diagnosis_probabilities,
-                    top_diagnosis=top,
-                    top_probability=top_probability,
-                    category=category,
-                    uncertain=uncertain,
-                    malignant_threshold=float(thresholds.get("malignant", 0.5)),
-                    inference_ms=elapsed_ms,
-                )
-            )
-        return results
+        return read_batch(
+            malignant.tolist(),
+            probabilities.tolist(),
+            codes=self.codes,
+            classes=self.classes,
+            thresholds=thresholds,
+            inference_ms=elapsed_ms,
+        )
 
     def predict(self, image: Image.Image, *, thresholds: dict | None = None) -> PredictionResult:
         return self.predict_batch([image], thresholds=thresholds)[0]

@@ -372,30 +372,20 @@ def predict_case(
 
 
 def _predict_for_clinics(predictor, images, cases, model_version) -> list:
-    """One forward pass for all the images; each result judged with its clinic's threshold."""
-    import dataclasses
+    """One forward pass for all the images; each result read with its clinic's threshold."""
+    from ml.interpretation import read_heads
 
-    from ml.interpretation import interpret
-
-    results = predictor.predict_batch(images)
+    by_clinic = {c.clinic_id: clinic_thresholds(c.clinic_id, model_version) for c in cases}
     judged = []
-    for case, result in zip(cases, results, strict=True):
-        thresholds = clinic_thresholds(case.clinic_id, model_version)
-        if thresholds:
-            thresholds = {**predictor.thresholds, **thresholds}
-            top, category, top_probability, uncertain = interpret(
+    for case, result in zip(cases, predictor.predict_batch(images), strict=True):
+        own = by_clinic[case.clinic_id]
+        if own:
+            result = read_heads(
                 malignant_probability=result.malignant_probability,
                 diagnosis_probabilities=result.diagnosis_probabilities,
                 classes=predictor.classes,
-                thresholds=thresholds,
-            )
-            result = dataclasses.replace(
-                result,
-                top_diagnosis=top,
-                category=category,
-                top_probability=top_probability,
-                uncertain=uncertain,
-                malignant_threshold=float(thresholds["malignant"]),
+                thresholds={**predictor.thresholds, **own},
+                inference_ms=result.inference_ms,
             )
         judged.append(result)
     return judged
