@@ -220,3 +220,21 @@ def wait_for(case_id: int, *, timeout: float = 90) -> Case:
             return case
         time.sleep(0.1)
     pytest.fail(f"case {case_id} did not finish within {timeout} s (status {case.status})")
+
+
+def submit_cases(clinic, user, count, *, offset=0, size=(320, 240)) -> list[int]:
+    """``count`` distinct cases on one new lesion of ``clinic`` (enqueued as the app does)."""
+    from diagnosis import services
+    from tests import images
+    from tests.conftest import upload
+    from tests.factories import LesionFactory, PatientFactory
+
+    lesion = LesionFactory(patient=PatientFactory(clinic=clinic))
+    return [
+        services.case_submit(
+            user=user,
+            lesion=lesion,
+            upload=upload(images.jpeg_bytes(size=size, color=(10 + 20 * (i + offset), 90, 60))),
+        ).case.pk
+        for i in range(count)
+    ]

@@ -5,31 +5,17 @@ import time
 
 import pytest
 
-from diagnosis import services
 from diagnosis.models import Case, CaseStatus
 from ml import inference
 from ml.models import ClinicOperatingPoint, Prediction
-from tests import images
-from tests.conftest import upload
-from tests.factories import LesionFactory, PatientFactory
-from tests.services import Worker, use_broker, wait_for
+from tests.services import Worker, submit_cases, use_broker, wait_for
 
 
 def queue_cases(clinician, clinic, count, offset=0):
     """Cases saved and enqueued on a broker nobody reads (their messages go nowhere)."""
     use_broker("memory://", eager=False)
     try:
-        lesion = LesionFactory(patient=PatientFactory(clinic=clinic))
-        return [
-            services.case_submit(
-                user=clinician,
-                lesion=lesion,
-                upload=upload(
-                    images.jpeg_bytes(size=(160, 120), color=(20 + 30 * (i + offset), 90, 60))
-                ),
-            ).case.pk
-            for i in range(count)
-        ]
+        return submit_cases(clinic, clinician, count, offset=offset, size=(160, 120))
     finally:
         use_broker("memory://", eager=True)
 

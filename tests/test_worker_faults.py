@@ -9,13 +9,9 @@ import time
 
 import pytest
 
-from diagnosis import services
 from diagnosis.models import Case, CaseStatus
 from ml.models import Prediction
-from tests import images
-from tests.conftest import upload
-from tests.factories import LesionFactory, PatientFactory
-from tests.services import BROKER_URL, Worker, use_broker, wait_for
+from tests.services import BROKER_URL, Worker, submit_cases, use_broker, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -32,20 +28,6 @@ def prefork_worker(real_services, tmp_path, settings):
     yield start
     for worker in started:
         worker.stop()
-
-
-def submit(clinic, user, count, *, offset=0):
-    lesion = LesionFactory(patient=PatientFactory(clinic=clinic))
-    return [
-        services.case_submit(
-            user=user,
-            lesion=lesion,
-            upload=upload(
-                images.jpeg_bytes(size=(320, 240), color=(10 + 20 * (i + offset), 90, 60))
-            ),
-        ).case.pk
-        for i in range(count)
-    ]
 
 
 def kill_children(worker) -> int:
@@ -79,7 +61,7 @@ def test_a_worker_killed_mid_inference_loses_and_duplicates_nothing(
     prefork_worker, clinician, clinic, active_model
 ):
     worker = prefork_worker()
-    case_ids = submit(clinic, clinician, 6)
+    case_ids = submit_cases(clinic, clinician, 6)
     # Kill the pool whenever a new attempt has started (the worker may run several waiting
     # cases in one pass: a kill then interrupts all of them).
     kills, last_started = 0, -1
@@ -113,7 +95,7 @@ def test_a_poison_image_fails_after_its_attempts_without_blocking_the_others(
 
     worker = prefork_worker()
     use_broker("memory://", eager=False)  # rig the poison before the worker sees it
-    poison, *others = submit(clinic, clinician, 4)
+    poison, *others = submit_cases(clinic, clinician, 4)
     # Every attempt on this image stalls until the worker is killed: a poison image.
     stored = settings.PRIVATE_MEDIA_ROOT / Case.objects.get(pk=poison).image.name
     stored.unlink()
@@ -151,7 +133,7 @@ def test_a_hung_inference_is_stopped_at_the_time_limit(
 
     worker = prefork_worker(PREDICT_SOFT_TIME_LIMIT="2", PREDICT_TIME_LIMIT="10")
     use_broker("memory://", eager=False)
-    hung, *others = submit(clinic, clinician, 3)
+    hung, *others = submit_cases(clinic, clinician, 3)
     stored = settings.PRIVATE_MEDIA_ROOT / Case.objects.get(pk=hung).image.name
     stored.unlink()
     os.mkfifo(stored)

@@ -32,7 +32,7 @@ class Command(BaseCommand):
         from ml.evaluation import format_report
         from ml.training import evaluate_on_data
 
-        version = _find(model_version)
+        version = find_model_version(model_version)
         if sha256_file(version.weights_path) != version.weights_sha256:
             raise CommandError(f"the weights of {version} do not match the registry; refusing")
         try:
@@ -60,7 +60,13 @@ class Command(BaseCommand):
             self.stdout.write(f"Report written to {o['json_path']}")
 
 
-def _find(reference: str) -> ModelVersion:
+def find_model_version(reference: str) -> ModelVersion:
+    """A model version named on a command line: ``active``, an id, or ``name[:version]``."""
+    if reference == "active":
+        version = ModelVersion.objects.filter(is_active=True).first()
+        if version is None:
+            raise CommandError("no active model version; name one with --model-version")
+        return version
     if reference.isdigit():
         version = ModelVersion.objects.filter(pk=int(reference)).first()
     else:

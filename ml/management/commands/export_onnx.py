@@ -7,6 +7,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from ml.management.commands.evaluate import find_model_version
 from ml.models import ModelVersion
 
 
@@ -63,7 +64,7 @@ class Command(BaseCommand):
         from ml.checkpoint import sha256_file
         from ml.onnx_engine import export_onnx, onnx_path_for, read_sidecar
 
-        version = _find(o["model_version"])
+        version = find_model_version(o["model_version"])
         if o["int8"] and not o["calibration_data"]:
             raise CommandError("--int8 needs --calibration-data (labelled images to calibrate on)")
         weights = Path(version.weights_path)
@@ -172,19 +173,3 @@ def _spread_over_classes(samples: list, count: int, *, seed: int) -> list:
             if queue and len(chosen) < count:
                 chosen.append(queue.pop())
     return chosen
-
-
-def _find(reference: str) -> ModelVersion:
-    if reference == "active":
-        version = ModelVersion.objects.filter(is_active=True).first()
-        if version is None:
-            raise CommandError("no active model version; name one with --model-version")
-        return version
-    if reference.isdigit():
-        version = ModelVersion.objects.filter(pk=int(reference)).first()
-    else:
-        name, _, tag = reference.partition(":")
-        version = ModelVersion.objects.filter(name=name, version=tag or "1").first()
-    if version is None:
-        raise CommandError(f"no model version {reference!r}")
-    return version
