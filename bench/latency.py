@@ -1,16 +1,27 @@
-"""(c) Upload→result latency through the real stack, one idle worker.
+"""(c) Upload→result latency through the real stack, one idle worker; then micro-batching.
 
-``bench/stack.py`` starts gunicorn, one Celery worker process (queues ``inference,default``),
-PostgreSQL (its own database) and Redis (its own key prefix) with the DEMO model. A client with
-an API token then uploads distinct real images (the ISIC sample's, scaled to 600×450 JPEGs)
-one after another (``POST /api/v1/cases/``) and
-polls ``GET /api/v1/cases/<id>/`` every ``--poll`` seconds until the case is done; the time from
-sending the upload to reading the result is one latency. The worker is idle when each upload
-arrives (the next one is sent only after the last result was read). Reported: p50/p95 of the
-latency, the worker's own ``inference_ms`` from the prediction, the server-side time (the
-prediction's ``created_at`` minus the case's), and the worker process's peak RSS::
+``bench/stack.py`` starts gunicorn, one Celery worker (queues ``inference,default``; ``--processes``
+pool processes of ``--inference-threads`` threads each), PostgreSQL (its own database) and Redis
+(its own key prefix) with the DEMO model. A client with an API token then uploads distinct real
+images (the ISIC sample's, scaled to 600×450 JPEGs) one after another (``POST /api/v1/cases/``)
+and polls ``GET /api/v1/cases/<id>/`` every ``--poll`` seconds until the case is done; the time
+from sending the upload to reading the result is one latency. The worker is idle when each
+upload arrives (the next one is sent only after the last result was read). Reported: p50/p95 of
+the latency, the worker's own ``inference_ms`` from the prediction, the server-side time (the
+prediction's ``created_at`` minus the case's), and the worker processes' peak RSS.
+
+Then two backlogs of ``--backlog`` uploads each:
+
+- *arrivals*: sent back to back while the worker runs (uploading shares the CPUs with it);
+- *drain*: the worker stops consuming (Celery's ``cancel_consumer``), the uploads wait in the
+  queue, the worker resumes (``add_consumer``); from the first message it takes to the last
+  prediction stored. This is the micro-batching figure: images/s on a backlog, to compare with
+  (b)'s batched throughput of the same engine.
+
+::
 
     .venv/bin/python bench/latency.py [--uploads 20] [--backend torch|onnx|onnx-int8]
+        [--processes 2 --inference-threads 1] [--backlog 16]
 
 ``--backend`` is passed to the stack as the INFERENCE_BACKEND setting (unset: the setting's
 default). For onnx and onnx-int8 the model is exported first (``manage.py export_onnx``; int8
@@ -36,6 +47,7 @@ from stack import json_line, running_stack
 
 EXTRA_MS = 150.0  # p50 at most the single-image inference time + 150 ms
 P95_FACTOR = 2.0  # p95 at most 2× p50
+DRAIN_FRACTION = 0.8  # a backlog drains at least at 80 % of the engine's batched figure from (b)
 
 SETUP_CODE = """
 import json
@@ -46,8 +58,10 @@ user = get_user_model().objects.create_user(username="latency-clinician", passwo
 Membership.objects.create(user=user, clinic=clinic, role="clinician")
 patient = Patient.objects.create(clinic=clinic, identifier="LATENCY-1")
 lesion = Lesion.objects.create(clinic=clinic, patient=patient, label="lesion 1")
+backlog = Lesion.objects.create(clinic=clinic, patient=patient, label="backlog lesion")
+drain = Lesion.objects.create(clinic=clinic, patient=patient, label="drain lesion")
 from django.conf import settings
-out = {"username": user.username, "lesion": lesion.pk}
+out = {"username": user.username, "lesion": lesion.pk, "backlog": backlog.pk, "drain": drain.pk}
 out["backend"] = getattr(settings, "INFERENCE_BACKEND", "torch")
 print("SETUP-JSON " + json.dumps(out))
 """
@@ -80,50 +94,132 @@ def _worker_memory(stack) -> dict | None:
         return None
 
 
-def _backlog(stack, session, setup, paths, timeout, log) -> dict | None:
-    """Micro-batching under load: ``paths`` uploaded back to back while the worker is busy, then
-    the time until the last result; images/s over the whole backlog, and how many forward
-    passes the worker needed (its log says when it ran several cases in one)."""
-    if not paths:
-        return None
-    before = stack.worker_log.read_text().count("predicted in one pass of")
-    started = time.perf_counter()
-    case_ids = []
-    for path in paths:
-        response = session.post(
+def _upload(stack, session, lesion: int, path: Path) -> int:
+    response = session.post(
+        f"{stack.url}/api/v1/cases/",
+        data={"lesion": lesion, "image_type": "dermoscopic"},
+        files={"image": (path.name, path.read_bytes(), "image/jpeg")},
+        timeout=30,
+    )
+    if response.status_code not in (201, 202):
+        raise RuntimeError(f"upload answered {response.status_code}: {response.text}")
+    return response.json()["id"]
+
+
+def _wait_all_done(stack, session, lesion: int, count: int, timeout: float, started: float):
+    """Poll the lesion's case list (one request a round, so the polling itself takes little of
+    the CPUs the worker needs) until ``count`` cases are done; returns them."""
+    while True:
+        answer = session.get(
             f"{stack.url}/api/v1/cases/",
-            data={"lesion": setup["lesion"], "image_type": "dermoscopic"},
-            files={"image": (path.name, path.read_bytes(), "image/jpeg")},
+            params={"lesion": lesion, "page_size": 200},
             timeout=30,
         )
-        if response.status_code not in (201, 202):
-            raise RuntimeError(f"upload answered {response.status_code}: {response.text}")
-        case_ids.append(response.json()["id"])
-    uploaded = time.perf_counter() - started
-    pending = set(case_ids)
-    while pending:
-        for case_id in list(pending):
-            case = session.get(f"{stack.url}/api/v1/cases/{case_id}/", timeout=30).json()
-            if case.get("status") == "failed":
-                raise RuntimeError(f"case {case_id} failed: {case.get('error')}")
-            if case.get("status") == "done":
-                pending.discard(case_id)
+        answer.raise_for_status()
+        cases = answer.json()["results"]
+        failed = [c for c in cases if c["status"] == "failed"]
+        if failed:
+            raise RuntimeError(f"case {failed[0]['id']} failed: {failed[0].get('error')}")
+        if sum(c["status"] == "done" for c in cases) >= count:
+            return cases
         if time.perf_counter() - started > timeout:
-            raise RuntimeError(f"{len(pending)} backlog cases not done after {timeout} s")
-        time.sleep(0.02)
+            raise RuntimeError(f"backlog cases not done after {timeout} s")
+        time.sleep(0.1)
+
+
+def _passes(stack) -> int:
+    return stack.worker_log.read_text().count("predicted in one pass of")
+
+
+def _arrivals(stack, session, setup, paths, timeout, log) -> dict | None:
+    """Uploads sent back to back while the worker takes them: the time until the last result
+    (uploading included) and how many batched passes the worker made."""
+    if not paths:
+        return None
+    before = _passes(stack)
+    started = time.perf_counter()
+    for path in paths:
+        _upload(stack, session, setup["backlog"], path)
+    uploaded = time.perf_counter() - started
+    _wait_all_done(stack, session, setup["backlog"], len(paths), timeout, started)
     elapsed = time.perf_counter() - started
-    batched = stack.worker_log.read_text().count("predicted in one pass of") - before
     result = {
-        "cases": len(case_ids),
+        "cases": len(paths),
         "uploads_s": uploaded,
         "all_done_s": elapsed,
-        "images_per_second": len(case_ids) / elapsed,
-        "batched_passes": batched,
+        "images_per_second": len(paths) / elapsed,
+        "batched_passes": _passes(stack) - before,
     }
     log(
-        f"(c) backlog: {len(case_ids)} uploads in {uploaded:.2f} s, all done after "
-        f"{elapsed:.2f} s = {result['images_per_second']:.1f} images/s "
-        f"({batched} batched passes)"
+        f"(c) arrivals: {len(paths)} uploads sent back to back in {uploaded:.2f} s, all done "
+        f"after {elapsed:.2f} s = {result['images_per_second']:.1f} images/s "
+        f"({result['batched_passes']} batched passes)"
+    )
+    return result
+
+
+CONSUMER_CODE = """
+import time
+from skinsense_site.celery import app
+stamp = time.time()
+replies = app.control.ACTION("inference", reply=True, timeout=5)
+print("CONSUMER-JSON " + __import__("json").dumps({"stamp": stamp, "replies": replies}))
+"""
+
+
+def _consumer(stack, action: str) -> float:
+    """Stop or restart the worker's consumption of the inference queue (Celery remote control);
+    returns the time (epoch seconds) the command was sent."""
+    out = json_line(
+        stack.manage("shell", code=CONSUMER_CODE.replace("ACTION", action)), "CONSUMER-JSON "
+    )
+    if not out["replies"]:
+        raise RuntimeError(f"no worker answered {action}")
+    return out["stamp"]
+
+
+def _first_received(lines: list[str]) -> float:
+    """Epoch seconds of the first "Task ... received" in Celery's log lines (local time)."""
+    for line in lines:
+        if " received" in line and line.startswith("["):
+            stamp = line[1:].split(": ", 1)[0]
+            return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    raise RuntimeError("the worker log shows no message received after resuming")
+
+
+def _drain(stack, session, setup, paths, timeout, log) -> dict | None:
+    """Micro-batching with a backlog: the worker stops consuming, ``paths`` are uploaded (they
+    wait in the queue), the worker resumes; the time from resuming until the last prediction
+    was stored (the server's own timestamps) gives the images/s of the worker on a backlog,
+    the figure that should approach (b)'s batched throughput."""
+    if not paths:
+        return None
+    _consumer(stack, "cancel_consumer")
+    try:
+        for path in paths:
+            _upload(stack, session, setup["drain"], path)
+    finally:
+        before = _passes(stack)
+        log_offset = len(stack.worker_log.read_text())
+        resumed = _consumer(stack, "add_consumer")
+    cases = _wait_all_done(stack, session, setup["drain"], len(paths), timeout, time.perf_counter())
+    stored = [datetime.fromisoformat(c["prediction"]["created_at"]).timestamp() for c in cases]
+    lines = stack.worker_log.read_text()[log_offset:].splitlines()
+    # Kombu's Redis transport adds a queue to its blocking pop only when the current one times
+    # out (up to a second): the drain starts when the worker received the first waiting message.
+    first = _first_received(lines)
+    elapsed = max(stored) - first
+    result = {
+        "cases": len(paths),
+        "drain_s": elapsed,
+        "resume_to_first_message_s": first - resumed,
+        "images_per_second": len(paths) / elapsed,
+        "batched_passes": _passes(stack) - before,
+        "worker_log": lines[-80:],
+    }
+    log(
+        f"(c) drain: {len(paths)} waiting cases done in {elapsed:.2f} s from the first message = "
+        f"{result['images_per_second']:.1f} images/s ({result['batched_passes']} batched passes)"
     )
     return result
 
@@ -135,9 +231,11 @@ def run(
     backend: str | None = None,
     poll: float = 0.01,
     inference_threads: int | None = None,
+    processes: int = 1,
     timeout: float = 120.0,
     backlog: int = 16,
     inference_ms: dict[str, float] | None = None,
+    batched_images_per_s: float | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """``inference_ms``: the warm single-image inference time (decode + preprocess + forward)
@@ -162,13 +260,14 @@ def run(
             log("(c) " + stack.manage(*args).strip().replace("\n", "\n(c) "))
 
     images = tempfile.TemporaryDirectory(prefix="bench-latency-")
-    every = upload_images(warmup + uploads + backlog, images.name)
+    every = upload_images(warmup + uploads + 2 * backlog, images.name)
     paths, backlog_paths = every[: warmup + uploads], every[warmup + uploads :]
     with (
         images,
         running_stack(
             name="bench",
             inference_threads=threads,
+            worker_concurrency=processes,
             extra_env=extra_env,
             before_start=prepare,
             log=lambda line: log(f"(c) {line}"),
@@ -230,7 +329,8 @@ def run(
                 f" ms, worker inference {sample['worker_inference_ms'] or 0:.0f} ms, "
                 f"{polls} polls)"
             )
-        backlog_result = _backlog(stack, session, setup, backlog_paths, timeout, log)
+        arrivals = _arrivals(stack, session, setup, backlog_paths[:backlog], timeout, log)
+        drain = _drain(stack, session, setup, backlog_paths[backlog:], timeout, log)
         memory = _worker_memory(stack)
 
     timed = [s for s in samples if not s["warmup"]]
@@ -249,6 +349,7 @@ def run(
         "backend": effective,
         "backend_option": backend,
         "inference_threads": threads,
+        "worker_processes": processes,
         "uploads": len(timed),
         "warmup_uploads": warmup,
         "real_images": images_are_real(),
@@ -267,7 +368,19 @@ def run(
         "p95_target_ms": P95_FACTOR * p50 if p50 is not None else None,
         "p95_met": p50 is not None and p95 <= P95_FACTOR * p50,
         "worker_memory": memory,
-        "backlog": backlog_result,
+        "drain_reference_images_per_s": batched_images_per_s,
+        "drain_target_images_per_s": DRAIN_FRACTION * batched_images_per_s
+        if batched_images_per_s
+        else None,
+        "drain_met": bool(
+            drain
+            and batched_images_per_s
+            and drain["images_per_second"] >= DRAIN_FRACTION * batched_images_per_s
+        )
+        if batched_images_per_s
+        else None,
+        "arrivals": arrivals,
+        "drain": drain,
         "samples": samples,
     }
     log(
@@ -285,6 +398,8 @@ def main() -> None:
     parser.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"])
     parser.add_argument("--poll", type=float, default=0.01, help="seconds between polls")
     parser.add_argument("--inference-threads", type=int, default=None, help="default: all CPUs")
+    parser.add_argument("--processes", type=int, default=1, help="worker pool processes")
+    parser.add_argument("--backlog", type=int, default=16, help="cases per backlog run")
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
     result = run(
@@ -293,6 +408,8 @@ def main() -> None:
         backend=args.backend,
         poll=args.poll,
         inference_threads=args.inference_threads,
+        processes=args.processes,
+        backlog=args.backlog,
     )
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(result, indent=1) + "\n")

@@ -15,6 +15,7 @@ No Django here. A checkpoint is one ``torch.save`` file holding a dict of plain 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -58,18 +59,27 @@ class Checkpoint:
             "state_dict": self.state_dict,
         }
 
-    def build_model(self) -> SkinSenseNet:
-        """A SkinSenseNet with these weights, in eval mode."""
-        model = SkinSenseNet(
-            num_classes=len(self.classes),
-            backbone=self.backbone,
-            binary_head=_head_for(self.state_dict, "binary_head"),
-            multi_head=_head_for(self.state_dict, "multi_head"),
-        )
+    def build_model(self, *, take_weights: bool = False) -> SkinSenseNet:
+        """A SkinSenseNet with these weights, in eval mode.
+
+        ``take_weights``: the model is built without initialising its own parameters (on the
+        meta device) and takes this checkpoint's tensors as they are: no second copy of the
+        weights and no random initialisation (a serving process loads faster and peaks lower).
+        The checkpoint's tensors then belong to that model; do not build another from them.
+        """
+        with torch.device("meta") if take_weights else contextlib.nullcontext():
+            model = SkinSenseNet(
+                num_classes=len(self.classes),
+                backbone=self.backbone,
+                binary_head=_head_for(self.state_dict, "binary_head"),
+                multi_head=_head_for(self.state_dict, "multi_head"),
+            )
         try:
-            model.load_state_dict(self.state_dict, strict=True)
+            model.load_state_dict(self.state_dict, strict=True, assign=take_weights)
         except RuntimeError as exc:
             raise CheckpointError(f"weights do not fit a {self.backbone} SkinSenseNet: {exc}")
+        if take_weights and any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
+            raise CheckpointError("the checkpoint leaves some of the model's tensors unset")
         return model.eval()
 
 

@@ -86,15 +86,59 @@ def test_latency_rows_from_a_result():
         "worker_inference_p50_ms": 35.0,
         "server_p50_ms": 90.0,
         "worker_memory": {"peak_rss_bytes": 500 * 2**20},
+        "inference_threads": 1,
+        "worker_processes": 2,
+        "arrivals": {
+            "cases": 16,
+            "images_per_second": 15.0,
+            "batched_passes": 3,
+            "all_done_s": 1.07,
+        },
+        "drain": {"cases": 16, "images_per_second": 30.0, "batched_passes": 2, "drain_s": 0.53},
+        "drain_reference_images_per_s": 40.0,
+        "drain_target_images_per_s": 32.0,
+        "drain_met": False,
     }
     rows = run_all.rows_c(result)
     assert [(r.key, r.met) for r in rows if r.met is not None] == [
         ("c.p50_ms", True),
         ("c.p95_ms", False),
+        ("c.drain_images_per_s", False),
         ("c.worker_peak_rss", True),
     ]
     text = run_all.table(rows)
     assert "≤ (a) warm onnx 40.0 ms + 150 = 190 ms" in text and "NO" in text
+    assert "30.0 images/s = 75% of (b)" in text and "≥ 80% of (b) batch 8 40.0 = 32.0/s" in text
+    assert "(2 proc×1 thread)" in text
+
+
+def test_stack_layout_and_reference_follow_b():
+    b = {
+        "worker_layout": {
+            "engines": {
+                "onnxruntime-fp32": {"faster": "1x2"},
+                "torch-fp32": {"faster": "2x1"},
+            }
+        },
+        "inference_speed": {
+            "results": [
+                {"engine": "onnxruntime-fp32", "batch": 1, "images_per_s": 40.0},
+                {"engine": "onnxruntime-fp32", "batch": 8, "images_per_s": 45.0},
+                {"engine": "onnxruntime-fp32", "batch": 32, "images_per_s": 46.0},
+                {"engine": "onnxruntime-int8", "batch": 8, "images_per_s": 120.0},
+                {"engine": "torch-fp32", "batch": 2, "images_per_s": 20.0},
+            ]
+        },
+    }
+    assert run_all._layout_for("onnx", b) == (1, 2)
+    assert run_all._layout_for("onnx-int8", b) == (1, 2)  # int8 runs in ONNX Runtime too
+    assert run_all._layout_for("torch", b) == (2, 1)
+    cores = __import__("os").cpu_count()
+    assert run_all._layout_for("onnx", None) == (cores, 1)
+    assert run_all._batched_figure("onnx", b) == 45.0
+    assert run_all._batched_figure("onnx-int8", b) == 120.0
+    assert run_all._batched_figure("torch", b) == 20.0  # no batch 8: the largest measured
+    assert run_all._batched_figure("onnx", None) is None
 
 
 def test_stack_errors_end_a_script_like_sys_exit():

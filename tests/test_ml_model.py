@@ -81,6 +81,47 @@ def test_predictor_outputs_probabilities_for_every_class(tmp_path):
     assert result.category in {"benign", "indeterminate", "malignant"}
 
 
+def test_a_served_model_takes_the_checkpoint_weights_without_a_copy(tmp_path):
+    """take_weights builds on the meta device and assigns the loaded tensors: same outputs as
+    the usual build, the model's tensors are the checkpoint's own, nothing left unset."""
+    save_checkpoint(small_checkpoint(), tmp_path / "m.pt")
+    usual = load_checkpoint(tmp_path / "m.pt").build_model()
+    checkpoint = load_checkpoint(tmp_path / "m.pt")
+    taken = checkpoint.build_model(take_weights=True)
+    first = checkpoint.state_dict["trunk.conv1.weight"]
+    assert taken.trunk.conv1.weight.data_ptr() == first.data_ptr()
+    assert not any(t.is_meta for t in [*taken.parameters(), *taken.buffers()])
+    batch = torch.rand(2, 3, 64, 64)
+    with torch.inference_mode():
+        for a, b in zip(usual(batch), taken(batch), strict=True):
+            assert torch.equal(a, b)
+    incomplete = load_checkpoint(tmp_path / "m.pt")
+    del incomplete.state_dict["trunk.conv1.weight"]
+    with pytest.raises(CheckpointError, match="do not fit"):
+        incomplete.build_model(take_weights=True)
+
+
+def test_a_cpu_micro_batch_runs_in_chunks_with_the_same_results(tmp_path, monkeypatch):
+    """On the CPU a batch goes through the model a few images at a time (bounded memory):
+    each image's result is the one it gets alone."""
+    save_checkpoint(small_checkpoint(), tmp_path / "m.pt")
+    predictor = Predictor.from_file(tmp_path / "m.pt", expected_sha256=None)
+    images = [_image((40 * i, 90, 200 - 30 * i)) for i in range(5)]
+    alone = [predictor.predict(image) for image in images]
+    calls = []
+    logits = predictor.logits
+    monkeypatch.setattr(predictor, "cpu_chunk", 2)
+    monkeypatch.setattr(
+        predictor, "logits", lambda batch: calls.append(len(batch)) or logits(batch)
+    )
+    together = predictor.predict_batch(images)
+    assert calls == [2, 2, 1]
+    for one, other in zip(alone, together, strict=True):
+        assert other.malignant_probability == pytest.approx(one.malignant_probability, abs=1e-5)
+        for code, p in one.diagnosis_probabilities.items():
+            assert other.diagnosis_probabilities[code] == pytest.approx(p, abs=1e-5)
+
+
 def test_temperature_softens_the_probabilities(tmp_path):
     save_checkpoint(small_checkpoint(), tmp_path / "a.pt")
     save_checkpoint(small_checkpoint(temperature=50.0), tmp_path / "b.pt")
