@@ -125,12 +125,17 @@ def rows_a(a: dict) -> list[Row]:
 def rows_b(b: dict) -> list[Row]:
     summary, speed = b["summary"], b["inference_speed"]
     ceiling = summary["ceiling_images_per_s"]
+    libraries = summary.get("peak_gflops_by_library") or {}
     rows = [
         Row(
             "b.ceiling",
             "(b) fp32 ceiling: measured peak ÷ GFLOP/image",
             f"{summary['peak_gflops']:.0f} GFLOP/s ÷ {summary['gflop_per_image']:.2f} = "
             f"{ceiling:.1f} images/s",
+            "peak: best 4096² sgemm of "
+            + ", ".join(f"{name} {value:.0f}" for name, value in libraries.items())
+            if libraries
+            else "-",
             number=ceiling,
         )
     ]

@@ -41,6 +41,7 @@ def summarise(speed: dict) -> dict:
     return {
         "gflop_per_image": gflop,
         "peak_gflops": speed["peak_gflops"],
+        "peak_gflops_by_library": speed.get("peak_gflops_by_library") or {},
         "ceiling_images_per_s": ceiling,
         "best_batched_fp32": best_fp32,
         "best_batched_fp32_met": best_fp32 is not None

@@ -60,6 +60,10 @@ def test_throughput_and_worker_layout(tmp_path):
     )
     summary = result["summary"]
     assert summary["ceiling_images_per_s"] > 0
+    # The peak is the best sgemm of every BLAS here (one library can be far below the machine).
+    libraries = summary["peak_gflops_by_library"]
+    assert set(libraries) == {"torch", "numpy", "onnxruntime"}
+    assert summary["peak_gflops"] == max(libraries.values()) > 0
     assert summary["best_batched_fp32"]["batch"] == 2
     assert summary["best_int8"]["engine"] == "onnxruntime-int8"
     cores = result["worker_layout"]["cores"]
