@@ -202,3 +202,24 @@ def test_dockerfile_runs_as_non_root():
     users = [args for keyword, args in _dockerfile_instructions() if keyword == "USER"]
     assert users, "Dockerfile never switches to a non-root USER"
     assert users[-1].split(":", 1)[0] not in ("root", "0"), f"final USER is root: {users[-1]}"
+
+
+def test_cpu_profile_serves_with_onnx_runtime_and_covers_every_queue():
+    """A host without a GPU runs the `cpu` profile: ONNX Runtime single-threaded processes on
+    `inference` (exported first, no GPU reserved) and a PyTorch worker for `heatmaps`; with
+    `web` and `beat`, every queue the app routes to is consumed."""
+    services = compose_config()["services"]
+    cpu_worker, cpu_heatmaps = services["cpu-worker"], services["cpu-heatmaps"]
+    for service in (cpu_worker, cpu_heatmaps):
+        assert service.get("profiles") == ["cpu"], "CPU workers must not start with a GPU stack"
+        assert not (service.get("deploy") or {}).get("resources"), "no GPU reservation on CPU"
+        assert service["environment"]["INFERENCE_DEVICE"] == "cpu"
+    env = cpu_worker["environment"]
+    assert env["INFERENCE_BACKEND"] == "onnx" and str(env["INFERENCE_THREADS"]) == "1"
+    script = " ".join(_as_argv(cpu_worker["command"]))
+    assert script.index("manage.py export_onnx") < script.index("exec celery")
+    worker_argv = shlex.split(script.split("exec ", 1)[1])
+    assert _queues(worker_argv) == ["inference"]
+    heatmap_queues = _queues(_as_argv(cpu_heatmaps["command"]))
+    assert "heatmaps" in heatmap_queues and "default" in heatmap_queues
+    assert "profiles" not in services["worker"], "the GPU worker stays the default stack"
