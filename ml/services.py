@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -336,6 +337,7 @@ def predict_case(
                 claimed.attempts += 1
                 claimed.save(update_fields=["status", "attempts", "updated_at"])
 
+    started = time.perf_counter()
     predictor = _predictor_for(model_version)
     loaded, unreadable = [], []
     for claimed in cases:
@@ -347,27 +349,36 @@ def predict_case(
             unreadable.append((claimed, exc))  # a companion's own problem: its own failure
     for claimed, exc in unreadable:
         case_mark_failed(case_id=claimed.pk, reason=str(exc))
+    read = time.perf_counter()
     results = _predict_for_clinics(
         predictor, [image for _, image in loaded], [c for c, _ in loaded], model_version
     )
+    inferred = time.perf_counter()
     predictions = [
         _store_prediction(claimed, model_version, result, shadow=shadow)
         for (claimed, _), result in zip(loaded, results, strict=True)
     ]
-    if len(loaded) > 1:
-        logger.info(
-            "cases %s predicted in one pass of %d (%.0f ms each)",
-            ", ".join(str(c.pk) for c, _ in loaded),
-            len(loaded),
-            results[0].inference_ms,
-        )
-    else:
-        logger.info("case %s done in %.0f ms", case_id, results[0].inference_ms)
+    stored = time.perf_counter()
     # The result is stored and shown first; its Grad-CAM heatmap follows as a task of its own
     # (queue "heatmaps": about two more passes through the model, and it needs PyTorch).
     for prediction in predictions:
         if settings.PREDICTION_HEATMAPS and not prediction.heatmap:
             enqueue_heatmap(prediction_id=prediction.pk)
+    stages = (
+        f"read {(read - started) * 1000:.0f} ms, model {(inferred - read) * 1000:.0f} ms, "
+        f"store {(stored - inferred) * 1000:.0f} ms, "
+        f"heatmap enqueue {(time.perf_counter() - stored) * 1000:.0f} ms"
+    )
+    if len(loaded) > 1:
+        logger.info(
+            "cases %s predicted in one pass of %d (%.0f ms each; %s)",
+            ", ".join(str(c.pk) for c, _ in loaded),
+            len(loaded),
+            results[0].inference_ms,
+            stages,
+        )
+    else:
+        logger.info("case %s done in %.0f ms (%s)", case_id, results[0].inference_ms, stages)
     return predictions[0]
 
 
