@@ -13,8 +13,9 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from diagnosis.models import Case, CaseStatus
@@ -288,6 +289,54 @@ def _load_case_image(case: Case, preprocessing: dict):
         raise PermanentPredictionError(f"The stored image could not be read: {exc}") from exc
 
 
+class _InFlight:
+    """The cases this process is predicting right now, held as PostgreSQL session-level
+    advisory locks (one per case). Another worker process whose message is for such a case
+    waits for that pass instead of running the case a second time; a process that dies
+    releases its locks with its connection, so its cases run again. Elsewhere (SQLite: eager
+    tasks in one process) every hold succeeds at once."""
+
+    KEY = 0x5353_0000_0000_0000  # this application's part of the advisory-lock key space
+
+    def __init__(self) -> None:
+        self.enabled = connection.vendor == "postgresql"
+        self.held: set[int] = set()
+
+    def _execute(self, function: str, case_id: int):
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {function}(%s)", [self.KEY + case_id])
+            return cursor.fetchone()[0]
+
+    def try_hold(self, case_id: int) -> bool:
+        if not self.enabled or case_id in self.held:
+            return True
+        if not self._execute("pg_try_advisory_lock", case_id):
+            return False
+        self.held.add(case_id)
+        return True
+
+    def wait_hold(self, case_id: int) -> None:
+        if self.enabled and case_id not in self.held:
+            self._execute("pg_advisory_lock", case_id)
+            self.held.add(case_id)
+
+    def release(self, case_ids=None) -> None:
+        for case_id in list(self.held if case_ids is None else case_ids):
+            if case_id not in self.held:
+                continue
+            self.held.discard(case_id)
+            try:
+                self._execute("pg_advisory_unlock", case_id)
+            except DatabaseError:  # the connection is gone, and its locks with it
+                pass
+
+    def __enter__(self) -> _InFlight:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 def predict_case(
     *, case_id: int, model_version: ModelVersion | None = None, shadow: bool = False
 ) -> Prediction | None:
@@ -299,6 +348,63 @@ def predict_case(
     Raises PermanentPredictionError for failures that retrying cannot fix.
     """
     model_version = model_version or active_model_version()
+    with _InFlight() as in_flight:
+        if not shadow and not in_flight.try_hold(case_id):
+            # Another worker process has this case in its forward pass right now (it rode
+            # along there). Meanwhile take other waiting cases; then wait for that pass.
+            if model_version is not None:
+                _predict_waiting(model_version, in_flight)
+            in_flight.wait_hold(case_id)
+        return _predict_claimed(case_id, model_version, shadow=shadow, in_flight=in_flight)
+
+
+def _claim_waiting(model_version, in_flight, *, limit: int, exclude: int | None = None) -> list:
+    """Up to ``limit`` waiting first-attempt cases, oldest first, that no one else has locked
+    or has in flight (call inside a transaction; claiming them is the caller's)."""
+    if limit <= 0:
+        return []
+    waiting = (
+        Case.objects.select_for_update(skip_locked=True)
+        .filter(status=CaseStatus.QUEUED, attempts=0, enqueued_at__isnull=False)
+        .exclude(predictions__model_version=model_version)
+        .order_by("enqueued_at", "pk")
+    )
+    if exclude is not None:
+        waiting = waiting.exclude(pk=exclude)
+    return [case for case in waiting[:limit] if in_flight.try_hold(case.pk)]
+
+
+def _mark_claimed(cases: list) -> None:
+    for claimed in cases:
+        claimed.status = CaseStatus.PROCESSING
+        claimed.attempts += 1
+        claimed.save(update_fields=["status", "attempts", "updated_at"])
+
+
+def _predict_waiting(model_version: ModelVersion, in_flight: _InFlight) -> None:
+    """While this process waits for another one's pass: one pass over other waiting cases.
+    Its failures are those cases' own (their messages run them again, alone); they never fail
+    the task that is waiting."""
+    if settings.INFERENCE_BATCH_MAX <= 1:
+        return
+    with transaction.atomic():
+        cases = _claim_waiting(model_version, in_flight, limit=settings.INFERENCE_BATCH_MAX)
+        _mark_claimed(cases)
+    if not cases:
+        return
+    try:
+        _run_pass(cases, None, model_version, shadow=False)
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        logger.warning("a pass over waiting cases failed (%s); they run again alone", exc)
+    finally:
+        in_flight.release([case.pk for case in cases])
+
+
+def _predict_claimed(
+    case_id: int, model_version: ModelVersion | None, *, shadow: bool, in_flight: _InFlight
+) -> Prediction | None:
     with transaction.atomic():
         case = Case.objects.select_for_update().filter(pk=case_id).first()
         if case is None:
@@ -324,19 +430,21 @@ def predict_case(
             # (their own messages, delivered later, find them done). Only first attempts: a
             # case that was already started runs alone, so a poison image can only spoil its
             # own attempts.
-            if case.attempts == 0 and settings.INFERENCE_BATCH_MAX > 1:
-                cases += list(
-                    Case.objects.select_for_update(skip_locked=True)
-                    .filter(status=CaseStatus.QUEUED, attempts=0, enqueued_at__isnull=False)
-                    .exclude(pk=case.pk)
-                    .exclude(predictions__model_version=model_version)
-                    .order_by("enqueued_at", "pk")[: settings.INFERENCE_BATCH_MAX - 1]
+            if case.attempts == 0:
+                cases += _claim_waiting(
+                    model_version,
+                    in_flight,
+                    limit=settings.INFERENCE_BATCH_MAX - 1,
+                    exclude=case.pk,
                 )
-            for claimed in cases:
-                claimed.status = CaseStatus.PROCESSING
-                claimed.attempts += 1
-                claimed.save(update_fields=["status", "attempts", "updated_at"])
+            _mark_claimed(cases)
+    return _run_pass(cases, case, model_version, shadow=shadow)[0]
 
+
+def _run_pass(cases: list, primary: Case | None, model_version, *, shadow: bool) -> list:
+    """Read the claimed cases' images, run them through the model in one pass, store each
+    result, enqueue the heatmaps. An unreadable image fails its own case; only the
+    ``primary`` case's raises."""
     started = time.perf_counter()
     predictor = _predictor_for(model_version)
     loaded, unreadable = [], []
@@ -344,11 +452,13 @@ def predict_case(
         try:
             loaded.append((claimed, _load_case_image(claimed, predictor.preprocessing)))
         except PermanentPredictionError as exc:
-            if claimed.pk == case.pk:
+            if primary is not None and claimed.pk == primary.pk:
                 raise
             unreadable.append((claimed, exc))  # a companion's own problem: its own failure
     for claimed, exc in unreadable:
         case_mark_failed(case_id=claimed.pk, reason=str(exc))
+    if not loaded:
+        return []
     read = time.perf_counter()
     results = _predict_for_clinics(
         predictor, [image for _, image in loaded], [c for c, _ in loaded], model_version
@@ -378,8 +488,10 @@ def predict_case(
             stages,
         )
     else:
-        logger.info("case %s done in %.0f ms (%s)", case_id, results[0].inference_ms, stages)
-    return predictions[0]
+        logger.info(
+            "case %s done in %.0f ms (%s)", loaded[0][0].pk, results[0].inference_ms, stages
+        )
+    return predictions
 
 
 def _predict_for_clinics(predictor, images, cases, model_version) -> list:

@@ -131,12 +131,13 @@ class Worker(CeleryProcess):
         settings,
         *,
         pool="solo",
+        concurrency=1,
         queues="inference,heatmaps,default",
         broker_url=BROKER_URL,
         extra_env=None,
     ):
         flush_broker(broker_url)
-        args = ["worker", "-Q", queues, "--pool", pool, "--concurrency", "1"]
+        args = ["worker", "-Q", queues, "--pool", pool, "--concurrency", str(concurrency)]
         args += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         args += ["-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h", "--loglevel", "INFO"]
         super().__init__(tmp_path, settings, args, broker_url=broker_url, extra_env=extra_env)

@@ -106,3 +106,38 @@ def test_a_real_worker_drains_a_backlog_in_batches(
         print(f"\n8 waiting cases: {passes} batched pass(es), all done once in {elapsed:.1f} s")
     finally:
         worker.stop()
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_two_worker_processes_never_predict_a_case_twice(
+    real_services, tmp_path, settings, clinician, clinic, active_model
+):
+    """Two pool processes on one backlog: a case that rode along in one process's pass is not
+    run again by the other when its own message arrives there mid-pass (it waits for that pass,
+    and meanwhile takes other waiting cases). Each case is started once: one attempt, one
+    prediction, one webhook-worthy store."""
+    from ml.services import enqueue_prediction
+
+    settings.INFERENCE_BATCH_MAX = 4
+    for round_ in range(3):
+        case_ids = queue_cases(clinician, clinic, 16, offset=40 + 20 * round_)
+        worker = Worker(
+            tmp_path,
+            settings,
+            pool="prefork",
+            concurrency=2,
+            extra_env={"PREDICTION_HEATMAPS": "false", "INFERENCE_BATCH_MAX": "4"},
+        )
+        try:
+            for case_id in case_ids:
+                assert enqueue_prediction(case_id=case_id)
+            cases = [wait_for(case_id, timeout=120) for case_id in case_ids]
+            assert [c.status for c in cases] == [CaseStatus.DONE] * 16, [c.error for c in cases]
+            time.sleep(1)  # the remaining messages find their cases done
+            attempts = dict(Case.objects.filter(pk__in=case_ids).values_list("pk", "attempts"))
+            assert attempts == dict.fromkeys(case_ids, 1), worker.log()[-3000:]
+            for case_id in case_ids:
+                assert Prediction.objects.filter(case_id=case_id).count() == 1
+        finally:
+            worker.stop()
