@@ -8,7 +8,6 @@ weights that differ from what the registry recorded.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import torch
 from PIL import Image
 
 from ml.checkpoint import Checkpoint, load_checkpoint, sha256_file
-from ml.interpretation import PredictionResult, interpret, read_batch
+from ml.interpretation import BatchPredictor, PredictionResult, interpret
 from ml.transforms import eval_transform
 
 __all__ = ["PredictionResult", "Predictor", "WeightsMismatchError", "get_predictor", "interpret"]
@@ -32,7 +31,7 @@ def pick_device(setting: str = "auto") -> torch.device:
     return torch.device(setting)
 
 
-class Predictor:
+class Predictor(BatchPredictor):
     """A loaded model ready to answer. Build with ``Predictor.from_file`` or ``get_predictor``."""
 
     # On the CPU a micro-batch runs through the model this many images at a time: the same
@@ -82,12 +81,7 @@ class Predictor:
             binary_logit, class_logits = self.model(batch)
         return binary_logit.float(), class_logits.float()
 
-    def predict_batch(
-        self, images: list[Image.Image], *, thresholds: dict | None = None
-    ) -> list[PredictionResult]:
-        """``thresholds`` overrides the model's own (a clinic's operating point)."""
-        thresholds = {**self.thresholds, **(thresholds or {})}
-        started = time.perf_counter()
+    def batch_probabilities(self, images: list[Image.Image]) -> tuple[list, list]:
         step = self.cpu_chunk if self.device.type == "cpu" else len(images)
         parts = [
             self.logits(self.preprocess(images[i : i + step])) for i in range(0, len(images), step)
@@ -96,18 +90,7 @@ class Predictor:
         class_logits = torch.cat([classes for _, classes in parts])
         malignant = torch.sigmoid(binary_logit / self.temperature).cpu()
         probabilities = torch.softmax(class_logits / self.temperature, dim=1).cpu()
-        elapsed_ms = (time.perf_counter() - started) * 1000 / len(images)
-        return read_batch(
-            malignant.tolist(),
-            probabilities.tolist(),
-            codes=self.codes,
-            classes=self.classes,
-            thresholds=thresholds,
-            inference_ms=elapsed_ms,
-        )
-
-    def predict(self, image: Image.Image, *, thresholds: dict | None = None) -> PredictionResult:
-        return self.predict_batch([image], thresholds=thresholds)[0]
+        return malignant.tolist(), probabilities.tolist()
 
     def grad_cam(self, image: Image.Image) -> np.ndarray:
         """Grad-CAM of the malignant head over the trunk's last stage (``layer4``).

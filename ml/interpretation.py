@@ -6,6 +6,8 @@ never loads torch. ``ml.inference`` (the PyTorch backend) uses these same defini
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ml.taxonomy import DiagnosisClass
@@ -102,3 +104,39 @@ def read_batch(
         )
         for m, row in zip(malignant, probabilities, strict=True)
     ]
+
+
+class BatchPredictor:
+    """``predict_batch``/``predict`` of both serving backends: time the batch, read each row of
+    ``batch_probabilities`` (temperature-scaled malignant and class probabilities, as lists)
+    with the model's thresholds, a clinic's own overriding them. Subclasses set ``codes``,
+    ``classes`` and ``thresholds``."""
+
+    codes: list[str]
+    classes: list[DiagnosisClass]
+    thresholds: dict
+
+    def batch_probabilities(self, images: Sequence) -> tuple[list, list]:
+        raise NotImplementedError
+
+    def predict_batch(
+        self, images: Sequence, *, thresholds: dict | None = None
+    ) -> list[PredictionResult]:
+        """``thresholds`` overrides the model's own (a clinic's operating point)."""
+        if not images:
+            return []
+        thresholds = {**self.thresholds, **(thresholds or {})}
+        started = time.perf_counter()
+        malignant, probabilities = self.batch_probabilities(images)
+        elapsed_ms = (time.perf_counter() - started) * 1000 / len(images)
+        return read_batch(
+            malignant,
+            probabilities,
+            codes=self.codes,
+            classes=self.classes,
+            thresholds=thresholds,
+            inference_ms=elapsed_ms,
+        )
+
+    def predict(self, image, *, thresholds: dict | None = None) -> PredictionResult:
+        return self.predict_batch([image], thresholds=thresholds)[0]

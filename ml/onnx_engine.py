@@ -29,7 +29,6 @@ import math
 import os
 import tempfile
 import threading
-import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -38,7 +37,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageOps
 
-from ml.interpretation import PredictionResult, read_batch
+from ml.interpretation import BatchPredictor
 from ml.taxonomy import classes_from_dicts
 
 logger = logging.getLogger(__name__)
@@ -409,7 +408,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-class OnnxPredictor:
+class OnnxPredictor(BatchPredictor):
     """An ONNX Runtime model ready to answer, as ``ml.inference.Predictor`` does.
 
     Build with ``OnnxPredictor.from_cache(onnx_path)`` (reads and checks the sidecar) or from a
@@ -466,27 +465,9 @@ class OnnxPredictor:
         t = np.float32(self.temperature)
         return _sigmoid(malignant / t), _softmax(classes / t)
 
-    def predict_batch(
-        self, images: Sequence[Image.Image], *, thresholds: dict | None = None
-    ) -> list[PredictionResult]:
-        """``thresholds`` overrides the model's own (a clinic's operating point)."""
-        if not images:
-            return []
-        thresholds = {**self.thresholds, **(thresholds or {})}
-        started = time.perf_counter()
+    def batch_probabilities(self, images: Sequence[Image.Image]) -> tuple[list, list]:
         malignant, probabilities = self.probabilities(self.preprocess(images))
-        elapsed_ms = (time.perf_counter() - started) * 1000 / len(images)
-        return read_batch(
-            malignant.tolist(),
-            probabilities.tolist(),
-            codes=self.codes,
-            classes=self.classes,
-            thresholds=thresholds,
-            inference_ms=elapsed_ms,
-        )
-
-    def predict(self, image: Image.Image, *, thresholds: dict | None = None) -> PredictionResult:
-        return self.predict_batch([image], thresholds=thresholds)[0]
+        return malignant.tolist(), probabilities.tolist()
 
 
 _cache: dict[tuple[str, int], OnnxPredictor] = {}
