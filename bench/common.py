@@ -124,10 +124,10 @@ def make_demo_model(
 ) -> DemoModel:
     import torch
 
-    from ml.checkpoint import Checkpoint, save_checkpoint
-    from ml.network import SkinSenseNet
-    from ml.taxonomy import ISIC2019_CLASSES
-    from ml.transforms import default_preprocessing
+    from ml.engine.model.checkpoint import Checkpoint, save_checkpoint
+    from ml.engine.model.network import SkinSenseNet
+    from ml.engine.model.taxonomy import ISIC2019_CLASSES
+    from ml.engine.model.transforms import default_preprocessing
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +146,7 @@ def make_demo_model(
     torch.save(network.state_dict(), state_dict)
     onnx_path, export_s = None, None
     if onnx:
-        from ml import onnx_engine
+        from ml.engine.serve.onnx import predict as onnx_engine
 
         started = time.perf_counter()
         onnx_path = onnx_engine.export_onnx(weights, sha256, workdir / "onnx")

@@ -2,11 +2,12 @@
 
 A real ISIC image (else a generated one; the sample's are 224×224) is scaled to each size
 (bicubic, aspect kept, centre crop) and saved as a quality-90 JPEG. Each is opened with
-``ml.images.open_for_model`` with ``draft=False`` (libjpeg decodes every pixel) and
+``ml.engine.data.images.open_for_model`` with ``draft=False`` (libjpeg decodes every pixel) and
 ``draft=True`` (libjpeg's DCT scaling to 1/2, 1/4 or 1/8 when the image is at least twice the
 resize size on its shorter side; a 600×450 image is too small for it), then preprocessed with
-the eval preset (``ml.transforms.eval_transform``, the torch worker's) and with the NumPy preset
-(``ml.onnx_engine.preprocess_image``, the ONNX Runtime worker's). The eval preset is timed on
+the eval preset (``ml.engine.model.transforms.eval_transform``, the torch worker's) and with
+the NumPy preset (``ml.engine.serve.onnx.predict.preprocess_image``, the ONNX Runtime
+worker's). The eval preset is timed on
 torch's threads (all CPUs) and on one thread: on a busy machine a parallel resize waits for a
 core, which one thread never does::
 
@@ -64,9 +65,9 @@ def one_thread(measure: Callable[[], tuple[float, object]]) -> float:
 
 
 def run(*, repeats: int = 10, image_size: int = 224, log: Callable[[str], None] = print) -> dict:
-    from ml.images import open_for_model
-    from ml.onnx_engine import preprocess_image
-    from ml.transforms import default_preprocessing, eval_transform
+    from ml.engine.data.images import open_for_model
+    from ml.engine.model.transforms import default_preprocessing, eval_transform
+    from ml.engine.serve.onnx.predict import preprocess_image
 
     preprocessing = default_preprocessing(image_size)
     transform = eval_transform(preprocessing)

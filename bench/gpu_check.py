@@ -24,10 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ml import training  # noqa: E402
-from ml.inference import pick_device  # noqa: E402
-from ml.network import SkinSenseNet  # noqa: E402
-from ml.taxonomy import ISIC2019_CLASSES  # noqa: E402
+from ml.engine.model.network import SkinSenseNet  # noqa: E402
+from ml.engine.model.taxonomy import ISIC2019_CLASSES  # noqa: E402
+from ml.engine.serve.torch_predictor import pick_device  # noqa: E402
+from ml.engine.train import run as training  # noqa: E402
 
 GFLOP_PER_IMAGE = 8.17  # ResNet50 at 224×224, one forward pass
 
@@ -87,8 +87,8 @@ def predictor_check(args, device) -> dict:
 
     from PIL import Image
 
-    from ml.checkpoint import Checkpoint, save_checkpoint
-    from ml.inference import Predictor
+    from ml.engine.model.checkpoint import Checkpoint, save_checkpoint
+    from ml.engine.serve.torch_predictor import Predictor
 
     torch.manual_seed(0)
     network = SkinSenseNet(backbone="resnet50", num_classes=len(ISIC2019_CLASSES))

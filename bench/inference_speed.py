@@ -1,7 +1,7 @@
 """CPU inference throughput (images/s): eager torch fp32 vs ONNX Runtime fp32 vs ONNX Runtime int8.
 
 A SkinSenseNet with random weights (nothing is downloaded), exported and quantised through the
-real pipeline (``ml.onnx_engine``), timed at batch 1, 8 and 32 on the model alone (inputs
+real pipeline (``ml.engine.serve.onnx``), timed at batch 1, 8 and 32 on the model alone (inputs
 already preprocessed): torch in ``inference_mode`` with channels_last weights and inputs, ONNX
 Runtime with the serving session options. The machine's fp32 peak is the best large sgemm of
 torch, NumPy and ONNX Runtime on the same threads (MKL alone stays far below it on AMD CPUs),
@@ -34,11 +34,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ml import onnx_engine  # noqa: E402
-from ml.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
-from ml.network import SkinSenseNet  # noqa: E402
-from ml.taxonomy import ISIC2019_CLASSES  # noqa: E402
-from ml.transforms import default_preprocessing  # noqa: E402
+from ml.engine.model.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
+from ml.engine.model.network import SkinSenseNet  # noqa: E402
+from ml.engine.model.taxonomy import ISIC2019_CLASSES  # noqa: E402
+from ml.engine.model.transforms import default_preprocessing  # noqa: E402
+from ml.engine.serve.onnx import predict as onnx_engine  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "isic-sample"
 

@@ -3,10 +3,10 @@
 The original app, for every upload: built a torchvision ResNet50-based SkinSenseNet from
 scratch (random initialisation included), ``torch.load``-ed its weights file from disk, loaded
 them, switched to eval, decoded the full image, preprocessed it and ran the forward pass. Our
-worker loads its model once; per image it runs ``ml.images.open_for_model`` (JPEG draft mode
-for large images) and ``predict`` (preprocessing, forward, probabilities). Both are timed on the
-same real images (``../shared/data/isic-sample``, stored at 224×224, scaled to a dermoscopy
-upload's 600×450 and saved as quality-90 JPEGs; else generated JPEGs), on all CPUs::
+worker loads its model once; per image it runs ``ml.engine.data.images.open_for_model`` (JPEG
+draft mode for large images) and ``predict`` (preprocessing, forward, probabilities). Both are
+timed on the same real images (``../shared/data/isic-sample``, stored at 224×224, scaled to a
+dermoscopy upload's 600×450 and saved as quality-90 JPEGs; else generated JPEGs), on all CPUs::
 
     .venv/bin/python bench/original_vs_warm.py [--original 5] [--warm 20] [--json out.json]
 
@@ -32,8 +32,8 @@ def original_upload(model: DemoModel, image_path: Path) -> float:
     import torch
     from PIL import Image
 
-    from ml.network import SkinSenseNet
-    from ml.transforms import eval_transform
+    from ml.engine.model.network import SkinSenseNet
+    from ml.engine.model.transforms import eval_transform
 
     started = time.perf_counter()
     network = SkinSenseNet(num_classes=model.num_classes, backbone=model.backbone)
@@ -49,7 +49,7 @@ def original_upload(model: DemoModel, image_path: Path) -> float:
 
 def warm_times(predictor, paths: list[Path], repeats: int, *, warmup: int = 2) -> list[float]:
     """Seconds per image of open_for_model + predict on an already loaded predictor."""
-    from ml.images import open_for_model
+    from ml.engine.data.images import open_for_model
 
     for index in range(warmup):
         predictor.predict(open_for_model(paths[index % len(paths)], predictor.preprocessing))
@@ -69,8 +69,8 @@ def _int8_predictor(model: DemoModel, calibration: int):
     which ``manage.py export_onnx --int8`` gates per model."""
     from inference_speed import calibration_images
 
-    from ml import onnx_engine
-    from ml.onnx_engine import OnnxPredictor
+    from ml.engine.serve.onnx import predict as onnx_engine
+    from ml.engine.serve.onnx.predict import OnnxPredictor
 
     path = onnx_engine.onnx_path_for(model.onnx.parent, model.sha256, variant="int8")
     if not path.is_file():
@@ -93,8 +93,8 @@ def run(
 ) -> dict:
     import torch
 
-    from ml.checkpoint import load_checkpoint
-    from ml.inference import Predictor
+    from ml.engine.model.checkpoint import load_checkpoint
+    from ml.engine.serve.torch_predictor import Predictor
 
     with tempfile.TemporaryDirectory(prefix="bench-original-") as work:
         if model is None:
@@ -119,7 +119,7 @@ def run(
         }
         predictors = {"torch": Predictor(load_checkpoint(model.weights), device="cpu")}
         if model.onnx is not None:
-            from ml.onnx_engine import OnnxPredictor
+            from ml.engine.serve.onnx.predict import OnnxPredictor
 
             predictors["onnx"] = OnnxPredictor.from_cache(model.onnx, threads=0)
             if int8_calibration:

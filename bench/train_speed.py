@@ -1,6 +1,6 @@
 """Training and evaluation throughput (images/s) of the real pipeline on this machine.
 
-Decoding and augmentation run in DataLoader workers exactly as in ``ml.training.train``; the
+Decoding and augmentation run in DataLoader workers exactly as in ``ml.engine.train.run.train``; the
 model starts from random weights (nothing is downloaded). The first ``--warmup`` batches are
 not timed. Usage::
 
@@ -27,9 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ml import training  # noqa: E402
-from ml.datasets import read_samples  # noqa: E402
-from ml.inference import pick_device  # noqa: E402
+from ml.engine.data.datasets import read_samples  # noqa: E402
+from ml.engine.serve.torch_predictor import pick_device  # noqa: E402
+from ml.engine.train import run as training  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "isic-sample"
 
@@ -39,7 +39,7 @@ def synthetic_dataset(root: Path, count: int, size=(600, 450)) -> Path:
     import numpy as np
     from PIL import Image, ImageDraw, ImageFilter
 
-    from ml.taxonomy import ISIC2019_CLASSES
+    from ml.engine.model.taxonomy import ISIC2019_CLASSES
 
     rng = np.random.default_rng(0)
     for index in range(count):

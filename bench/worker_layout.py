@@ -35,13 +35,13 @@ def _step(engine: str, model_path: str, threads: int, image_size: int) -> Callab
     array = np.random.default_rng(0).standard_normal((1, 3, image_size, image_size))
     array = array.astype(np.float32)
     if engine == "onnxruntime-fp32":
-        from ml.onnx_engine import INPUT_NAME, create_session
+        from ml.engine.serve.onnx.predict import INPUT_NAME, create_session
 
         session = create_session(model_path, threads=threads)
         return lambda: session.run(None, {INPUT_NAME: array})
     import torch
 
-    from ml.checkpoint import load_checkpoint
+    from ml.engine.model.checkpoint import load_checkpoint
 
     torch.set_num_threads(threads)
     model = load_checkpoint(model_path).build_model().to(memory_format=torch.channels_last)

@@ -39,13 +39,13 @@ def child(backend: str, model_path: str, sha256: str, threads: int, images: list
     if backend == "torch":
         import torch
 
-        from ml.inference import Predictor
+        from ml.engine.serve.torch_predictor import Predictor
 
         if threads:
             torch.set_num_threads(threads)
     else:
-        from ml.onnx_engine import OnnxPredictor
-    from ml.images import open_for_model
+        from ml.engine.serve.onnx.predict import OnnxPredictor
+    from ml.engine.data.images import open_for_model
 
     import_s = time.perf_counter() - started
     rss_imported = _rss()

@@ -147,7 +147,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 
     def performance_view(self, request, pk: int):
         """The model version measured against the reviewers' final diagnoses."""
-        from ml.performance import calibration_png, performance
+        from ml.engine.eval.reviewed import calibration_png, performance
         from ml.selectors import reviewed_predictions
 
         model_version = get_object_or_404(ModelVersion, pk=pk)
@@ -226,7 +226,7 @@ class ReviewAdmin(ReadOnlyAdmin):
 
         from diagnosis.audit import audit_record
         from diagnosis.models import AuditAction
-        from ml.export import reviewed_rows, write_zip
+        from ml.reviewed_export import reviewed_rows, write_zip
 
         case_ids = set(queryset.values_list("prediction__case_id", flat=True))
         rows = [r for r in reviewed_rows() if r.case.pk in case_ids]

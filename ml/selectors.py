@@ -80,7 +80,7 @@ def reviewed_predictions(
     """One ReviewedPrediction per prediction of this model version whose latest review states a
     final diagnosis (agree or override; "send back" says nothing about the diagnosis).
     ``reviewed_from`` / ``reviewed_before`` (datetimes) keep the reviews made in that window."""
-    from ml.performance import ReviewedPrediction
+    from ml.engine.eval.reviewed import ReviewedPrediction
 
     classes = model_version.class_map()
     reviews = (

@@ -61,7 +61,7 @@ def model_version_register(
     The weights are rewritten as a self-describing SkinSense checkpoint under MODEL_ROOT, named
     by their SHA-256, which the registry records; workers refuse a file whose hash differs.
     """
-    from ml.checkpoint import load_checkpoint, save_checkpoint
+    from ml.engine.model.checkpoint import load_checkpoint, save_checkpoint
 
     checkpoint = load_checkpoint(path, classes=classes)
     checkpoint.build_model()  # proves the weights fit before anything is recorded
@@ -124,8 +124,8 @@ def model_version_plots(model_version: ModelVersion) -> dict[str, Path]:
     folder = plots_dir(model_version)
     names = ("confusion_matrix", "roc", "reliability")
     if not all((folder / f"{n}.png").is_file() for n in names):
-        from ml.evaluation import save_plots
-        from ml.taxonomy import classes_from_dicts
+        from ml.engine.eval.metrics import save_plots
+        from ml.engine.model.taxonomy import classes_from_dicts
 
         save_plots(report, None, None, folder, classes=classes_from_dicts(model_version.classes))
     return {n: folder / f"{n}.png" for n in names if (folder / f"{n}.png").is_file()}
@@ -145,9 +145,9 @@ def demo_model_ensure(*, seed: int = 0) -> ModelVersion | None:
         return model_version_activate(model_version=existing)
     import torch
 
-    from ml.checkpoint import Checkpoint, save_checkpoint
-    from ml.network import SkinSenseNet
-    from ml.taxonomy import ISIC2019_CLASSES
+    from ml.engine.model.checkpoint import Checkpoint, save_checkpoint
+    from ml.engine.model.network import SkinSenseNet
+    from ml.engine.model.taxonomy import ISIC2019_CLASSES
 
     torch.manual_seed(seed)
     network = SkinSenseNet(num_classes=len(ISIC2019_CLASSES), backbone="resnet50")
@@ -210,7 +210,7 @@ def _onnx_predictor_for(model_version: ModelVersion, *, int8: bool):
     SHA-256). A missing fp32 export is made here once (that process imports torch for it); the
     int8 model is used only when its export recorded it as offered (balanced accuracy within
     1 point of fp32), else the fp32 one, with a warning."""
-    from ml import onnx_engine
+    from ml.engine.serve.onnx import predict as onnx_engine
 
     path = model_version.weights_path
     if not path.is_file():
@@ -233,7 +233,9 @@ def _onnx_predictor_for(model_version: ModelVersion, *, int8: bool):
             )
     try:
         if not chosen.is_file():
-            from ml.inference import WeightsMismatchError  # the export needs torch anyway
+            from ml.engine.serve.torch_predictor import (
+                WeightsMismatchError,  # the export needs torch anyway
+            )
 
             logger.info("model %s: exporting to ONNX (once)", model_version)
             try:
@@ -246,8 +248,8 @@ def _onnx_predictor_for(model_version: ModelVersion, *, int8: bool):
 
 
 def _torch_predictor_for(model_version: ModelVersion):
-    from ml.checkpoint import CheckpointError
-    from ml.inference import WeightsMismatchError, get_predictor
+    from ml.engine.model.checkpoint import CheckpointError
+    from ml.engine.serve.torch_predictor import WeightsMismatchError, get_predictor
 
     path = model_version.weights_path
     if not path.is_file():
@@ -280,7 +282,7 @@ def worker_warm_up() -> None:
 
 def _load_case_image(case: Case, preprocessing: dict):
     """The stored image as the model needs it (large JPEGs decoded in draft mode)."""
-    from ml.images import open_for_model
+    from ml.engine.data.images import open_for_model
 
     try:
         with case.image.open("rb") as handle:
@@ -496,7 +498,7 @@ def _run_pass(cases: list, primary: Case | None, model_version, *, shadow: bool)
 
 def _predict_for_clinics(predictor, images, cases, model_version) -> list:
     """One forward pass for all the images; each result read with its clinic's threshold."""
-    from ml.interpretation import read_heads
+    from ml.engine.serve.base import read_heads
 
     by_clinic = {c.clinic_id: clinic_thresholds(c.clinic_id, model_version) for c in cases}
     judged = []
@@ -628,7 +630,7 @@ def operating_point_choose(*, admin, clinic, model_version: ModelVersion, sensit
 
 
 def _heatmap_png(predictor, image) -> bytes:
-    from ml.heatmaps import render_overlay
+    from ml.engine.serve.gradcam import render_overlay
 
     cam = predictor.grad_cam(image)
     return render_overlay(

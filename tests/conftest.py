@@ -11,9 +11,9 @@ from django.http import HttpRequest
 from rest_framework.test import APIClient
 
 from diagnosis.models import Role
-from ml.checkpoint import Checkpoint, save_checkpoint
-from ml.network import SkinSenseNet
-from ml.taxonomy import ISIC2019_CLASSES
+from ml.engine.model.checkpoint import Checkpoint, save_checkpoint
+from ml.engine.model.network import SkinSenseNet
+from ml.engine.model.taxonomy import ISIC2019_CLASSES
 from tests import images
 from tests.factories import PASSWORD, ClinicFactory, MembershipFactory, UserFactory
 

@@ -7,11 +7,11 @@ from django.urls import reverse
 from PIL import Image
 
 from diagnosis import services
-from ml.checkpoint import save_checkpoint
-from ml.heatmaps import crop_box, render_overlay
-from ml.inference import Predictor
+from ml.engine.model.checkpoint import save_checkpoint
+from ml.engine.model.transforms import default_preprocessing
+from ml.engine.serve.gradcam import crop_box, render_overlay
+from ml.engine.serve.torch_predictor import Predictor
 from ml.models import Prediction
-from ml.transforms import default_preprocessing
 from tests import images
 from tests.conftest import api_client_for, drain, logged_in_client, small_checkpoint, upload
 from tests.factories import LesionFactory, PatientFactory

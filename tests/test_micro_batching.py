@@ -6,7 +6,7 @@ import time
 import pytest
 
 from diagnosis.models import Case, CaseStatus
-from ml import inference
+from ml.engine.serve import torch_predictor as inference
 from ml.models import ClinicOperatingPoint, Prediction
 from tests.services import Worker, submit_cases, use_broker, wait_for
 

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from ml.datasets import (
+from ml.engine.data.datasets import (
     LabelMapper,
     SkinLesionDataset,
     check_images,
@@ -14,8 +14,8 @@ from ml.datasets import (
     limit_per_class,
     read_samples,
 )
-from ml.taxonomy import ISIC2019_CLASSES, parse_class_spec
-from ml.transforms import default_preprocessing, eval_transform, train_transform
+from ml.engine.model.taxonomy import ISIC2019_CLASSES, parse_class_spec
+from ml.engine.model.transforms import default_preprocessing, eval_transform, train_transform
 from tests import images
 
 CODES = [c.code for c in ISIC2019_CLASSES]

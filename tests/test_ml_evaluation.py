@@ -5,8 +5,8 @@ import warnings
 import numpy as np
 import pytest
 
-from ml import evaluation
-from ml.evaluation import (
+from ml.engine.eval import metrics as evaluation
+from ml.engine.eval.metrics import (
     balanced_accuracy,
     expected_calibration_error,
     fit_temperature,
@@ -15,7 +15,7 @@ from ml.evaluation import (
     save_plots,
     sensitivity_at_specificity,
 )
-from ml.taxonomy import ISIC2019_CLASSES, make_class
+from ml.engine.model.taxonomy import ISIC2019_CLASSES, make_class
 
 THREE = [
     make_class("MEL", "Melanoma", "Malignant melanocytic proliferations (Melanoma)"),

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ml.images import draft_size, open_for_model
-from ml.inference import Predictor
-from ml.transforms import default_preprocessing, eval_transform
+from ml.engine.data.images import draft_size, open_for_model
+from ml.engine.model.transforms import default_preprocessing, eval_transform
+from ml.engine.serve.torch_predictor import Predictor
 from tests import images
 from tests.conftest import small_checkpoint
 

@@ -5,12 +5,17 @@ import torch
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from ml import inference
-from ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
-from ml.inference import Predictor, WeightsMismatchError, interpret
+from ml.engine.model.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    sha256_file,
+)
+from ml.engine.model.network import SkinSenseNet
+from ml.engine.model.taxonomy import ISIC2019_CLASSES, category_of, parse_class_spec
+from ml.engine.serve import torch_predictor as inference
+from ml.engine.serve.torch_predictor import Predictor, WeightsMismatchError, interpret
 from ml.models import ModelVersion
-from ml.network import SkinSenseNet
-from ml.taxonomy import ISIC2019_CLASSES, category_of, parse_class_spec
 from tests.conftest import small_checkpoint
 
 

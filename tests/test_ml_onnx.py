@@ -13,12 +13,13 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from PIL import Image
 
-from ml import interpretation, onnx_engine
-from ml.checkpoint import load_checkpoint, save_checkpoint
-from ml.inference import Predictor, WeightsMismatchError
-from ml.onnx_engine import OnnxModelMismatchError, OnnxPredictor
-from ml.taxonomy import ISIC2019_CLASSES
-from ml.transforms import default_preprocessing, eval_transform
+from ml.engine.model.checkpoint import load_checkpoint, save_checkpoint
+from ml.engine.model.taxonomy import ISIC2019_CLASSES
+from ml.engine.model.transforms import default_preprocessing, eval_transform
+from ml.engine.serve import base as interpretation
+from ml.engine.serve.onnx import predict as onnx_engine
+from ml.engine.serve.onnx.predict import OnnxModelMismatchError, OnnxPredictor
+from ml.engine.serve.torch_predictor import Predictor, WeightsMismatchError
 from tests import images
 from tests.conftest import small_checkpoint
 
@@ -154,7 +155,7 @@ def test_numpy_preprocessing_equals_eval_transform_on_real_images(preprocessing)
 
 
 def test_both_backends_read_the_heads_with_the_one_torch_free_definition():
-    from ml import inference
+    from ml.engine.serve import torch_predictor as inference
 
     assert inference.interpret is interpretation.interpret
     assert inference.PredictionResult is interpretation.PredictionResult
@@ -195,7 +196,7 @@ def test_an_onnx_worker_never_imports_torch(small_model):
     script = f"""
 import sys
 from PIL import Image
-from ml.onnx_engine import get_onnx_predictor
+from ml.engine.serve.onnx.predict import get_onnx_predictor
 predictor = get_onnx_predictor({str(small_model["onnx"])!r}, threads=1)
 result = predictor.predict(Image.new("RGB", (120, 90), (180, 90, 60)))
 assert 0 <= result.malignant_probability <= 1, result
@@ -347,7 +348,7 @@ def test_the_command_calibrates_on_training_images_and_gates_on_held_out_ones(
 
 
 def test_calibration_images_are_spread_over_the_classes():
-    from ml.datasets import Sample
+    from ml.engine.data.datasets import Sample
     from ml.management.commands.export_onnx import _spread_over_classes
 
     labels = [i % 4 for i in range(90)] + [4] * 10  # class 4 is rare

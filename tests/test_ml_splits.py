@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.datasets import Sample
-from ml.splits import group_ids, make_splits
+from ml.engine.data.datasets import Sample
+from ml.engine.data.splits import group_ids, make_splits
 
 
 def synthetic_samples(n_lesions=240, seed=0) -> list[Sample]:

@@ -6,13 +6,13 @@ import torch
 import torchvision
 from PIL import Image
 
-from ml import training
-from ml.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from ml.datasets import read_samples
-from ml.inference import Predictor
-from ml.network import SkinSenseNet
-from ml.taxonomy import ISIC2019_CLASSES
-from ml.training import (
+from ml.engine.data.datasets import read_samples
+from ml.engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ml.engine.model.network import SkinSenseNet
+from ml.engine.model.taxonomy import ISIC2019_CLASSES
+from ml.engine.serve.torch_predictor import Predictor
+from ml.engine.train import run as training
+from ml.engine.train.run import (
     JointLoss,
     TrainConfig,
     WeightsNotAvailableError,

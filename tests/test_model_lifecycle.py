@@ -2,7 +2,7 @@ import pytest
 from django.urls import reverse
 
 from diagnosis.models import CaseStatus
-from ml.checkpoint import save_checkpoint
+from ml.engine.model.checkpoint import save_checkpoint
 from ml.models import Prediction
 from ml.selectors import model_comparison
 from ml.services import model_version_activate, model_version_register, shadow_run_enqueue

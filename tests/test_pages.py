@@ -289,8 +289,8 @@ def test_a_failed_case_shows_its_reason_and_can_be_retried(
 
 def _rows_only_model():
     """A registry row without weights: enough for pages that list predictions."""
+    from ml.engine.model.taxonomy import ISIC2019_CLASSES
     from ml.models import ModelVersion
-    from ml.taxonomy import ISIC2019_CLASSES
 
     return ModelVersion.objects.create(
         name="rows-only",

@@ -3,7 +3,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from ml.performance import performance
+from ml.engine.eval.reviewed import performance
 from ml.selectors import reviewed_predictions
 from ml.services import review_submit
 from tests.test_review import predicted_case

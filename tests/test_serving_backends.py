@@ -12,10 +12,10 @@ from PIL import Image
 
 from diagnosis import services
 from diagnosis.models import CaseStatus
-from ml import onnx_engine
-from ml.inference import Predictor
+from ml.engine.model.taxonomy import ISIC2019_CLASSES
+from ml.engine.serve.onnx import predict as onnx_engine
+from ml.engine.serve.torch_predictor import Predictor
 from ml.models import Prediction
-from ml.taxonomy import ISIC2019_CLASSES
 from tests import images
 from tests.conftest import upload
 from tests.factories import LesionFactory, PatientFactory

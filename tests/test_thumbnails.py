@@ -8,8 +8,8 @@ from PIL import Image
 
 from diagnosis import services, thumbnails
 from diagnosis.models import AuditAction, AuditEvent
+from ml.engine.model.taxonomy import ISIC2019_CLASSES
 from ml.models import ModelVersion
-from ml.taxonomy import ISIC2019_CLASSES
 from tests import images
 from tests.conftest import api_client_for, drain, logged_in_client, upload
 from tests.factories import LesionFactory, PatientFactory

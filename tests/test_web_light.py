@@ -149,7 +149,8 @@ SCRIPT = textwrap.dedent(
     import importlib
     for module in (
         "ml.tasks", "ml.services", "ml.selectors", "ml.admin", "ml.api", "ml.views",
-        "ml.serializers", "ml.forms", "ml.export", "ml.performance", "ml.taxonomy",
+        "ml.serializers", "ml.forms", "ml.reviewed_export", "ml.engine.eval.reviewed",
+        "ml.engine.model.taxonomy",
         "diagnosis.admin", "diagnosis.api.views", "diagnosis.bulk", "diagnosis.webhooks",
         "diagnosis.tasks", "diagnosis.thumbnails",
         "ml.management.commands.register_model", "ml.management.commands.export_reviewed",

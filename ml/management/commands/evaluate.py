@@ -28,9 +28,9 @@ class Command(BaseCommand):
         parser.add_argument("--json", dest="json_path", help="Write the full report here")
 
     def handle(self, *args, model_version, **o):
-        from ml.checkpoint import load_checkpoint, sha256_file
-        from ml.evaluation import format_report
-        from ml.training import evaluate_on_data
+        from ml.engine.eval.metrics import format_report
+        from ml.engine.model.checkpoint import load_checkpoint, sha256_file
+        from ml.engine.train.run import evaluate_on_data
 
         version = find_model_version(model_version)
         if sha256_file(version.weights_path) != version.weights_sha256:

@@ -61,8 +61,8 @@ class Command(BaseCommand):
         parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads")
 
     def handle(self, *args, **o):
-        from ml.checkpoint import sha256_file
-        from ml.onnx_engine import export_onnx, onnx_path_for, read_sidecar
+        from ml.engine.model.checkpoint import sha256_file
+        from ml.engine.serve.onnx.predict import export_onnx, onnx_path_for, read_sidecar
 
         version = find_model_version(o["model_version"])
         if o["int8"] and not o["calibration_data"]:
@@ -84,16 +84,16 @@ class Command(BaseCommand):
         self._int8(version, fp32_path, read_sidecar(fp32_path), o)
 
     def _int8(self, version: ModelVersion, fp32_path: Path, sidecar: dict, o: dict) -> None:
-        from ml.datasets import read_samples
-        from ml.onnx_engine import (
+        from ml.engine.data.datasets import read_samples
+        from ml.engine.data.splits import group_ids, holdout_split
+        from ml.engine.model.taxonomy import classes_from_dicts
+        from ml.engine.serve.onnx.predict import (
             evaluate_int8_gate,
             onnx_path_for,
             quantize_int8,
             sha256_of,
             write_sidecar,
         )
-        from ml.splits import group_ids, holdout_split
-        from ml.taxonomy import classes_from_dicts
 
         config = (version.metrics or {}).get("config") or {}
         seed = o["seed"] if o["seed"] is not None else int(config.get("seed", 0))

@@ -5,7 +5,7 @@ from django.utils.dateparse import parse_date
 
 from diagnosis.audit import audit_record
 from diagnosis.models import AuditAction
-from ml.export import reviewed_rows, write_folder
+from ml.reviewed_export import reviewed_rows, write_folder
 
 
 class Command(BaseCommand):

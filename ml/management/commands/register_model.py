@@ -4,8 +4,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ml.engine.model.taxonomy import parse_class_spec
 from ml.services import model_version_register
-from ml.taxonomy import parse_class_spec
 
 
 class Command(BaseCommand):
@@ -30,7 +30,9 @@ class Command(BaseCommand):
         parser.add_argument("--notes", default="")
 
     def handle(self, *args, path, name, model_version, classes, activate, notes, **options):
-        from ml.checkpoint import CheckpointError  # torch: loaded to check the weights, not before
+        from ml.engine.model.checkpoint import (
+            CheckpointError,  # torch: loaded to check the weights, not before
+        )
 
         source = Path(path)
         if not source.is_file():

@@ -64,7 +64,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, **o):
-        from ml.training import TrainConfig, WeightsNotAvailableError, train
+        from ml.engine.train.run import TrainConfig, WeightsNotAvailableError, train
 
         data = Path(o["data"])
         if not data.exists():
@@ -145,7 +145,7 @@ class Command(BaseCommand):
         run.finished_at = timezone.now()
         run.log = "\n".join(log_lines[-2000:])
         run.save()
-        from ml.evaluation import format_report
+        from ml.engine.eval.metrics import format_report
 
         if report:
             self.stdout.write(format_report(report))

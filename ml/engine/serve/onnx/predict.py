@@ -12,9 +12,9 @@ No Django here. The pieces, in the order a model goes through them:
   preprocessed images (uint8 activations, per-channel int8 weights: the u8s8 kernels of x86
   VNNI), and ``evaluate_int8_gate`` decides whether the int8 model may be offered: its balanced
   accuracy on held-out images may be at most one point below fp32's.
-- ``OnnxPredictor`` answers like ``ml.inference.Predictor`` (same ``PredictionResult``, read by
-  the same ``interpret``) from the .onnx file and its sidecar. Preprocessing is NumPy + PIL,
-  equal to the eval preset of ``ml.transforms`` (see ``preprocess_image``), so a worker that only
+- ``OnnxPredictor`` answers like ``serve.torch_predictor.Predictor`` (same ``PredictionResult``,
+  read by the same ``interpret``) from the .onnx file and its sidecar. Preprocessing is NumPy + PIL,
+  equal to the eval preset of ``model.transforms`` (see ``preprocess_image``), so a worker that only
   serves ONNX never imports torch; only ``export_onnx`` (and the rare preset NumPy does not
   cover) imports it, lazily.
 """
@@ -37,8 +37,8 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageOps
 
-from ml.interpretation import BatchPredictor
-from ml.taxonomy import classes_from_dicts
+from ml.engine.model.taxonomy import classes_from_dicts
+from ml.engine.serve.base import BatchPredictor
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class OnnxModelMismatchError(RuntimeError):
 
 
 def sha256_of(path: str | Path) -> str:
-    """SHA-256 of a file (the same digest as ``ml.checkpoint.sha256_file``, without torch)."""
+    """SHA-256 of a file (as ``model.checkpoint.sha256_file``, without torch)."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
@@ -152,8 +152,8 @@ def export_onnx(checkpoint_path: str | Path, sha256: str, cache_dir: str | Path)
 
     import torch
 
-    from ml.checkpoint import load_checkpoint
-    from ml.inference import WeightsMismatchError
+    from ml.engine.model.checkpoint import load_checkpoint
+    from ml.engine.serve.torch_predictor import WeightsMismatchError
 
     actual = sha256_of(checkpoint_path)
     if actual != sha256:
@@ -318,7 +318,7 @@ def _resized_size(height: int, width: int, size: int) -> tuple[int, int]:
 
 
 def preprocess_image(image: Image.Image, preprocessing: dict) -> np.ndarray:
-    """PIL image -> float32[3, S, S]: the eval preset of ``ml.transforms.eval_transform`` in
+    """PIL image -> float32[3, S, S]: the eval preset of ``model.transforms.eval_transform`` in
     NumPy (resize the shorter side with antialiasing, centre crop, scale to [0, 1], normalise).
 
     Bilinear and bicubic presets reproduce torch's uint8 resize exactly (the path torchvision
@@ -328,7 +328,7 @@ def preprocess_image(image: Image.Image, preprocessing: dict) -> np.ndarray:
     interpolation = preprocessing.get("interpolation", "bilinear")
     rgb = image.convert("RGB")
     if interpolation not in _FILTERS:
-        from ml.transforms import eval_transform
+        from ml.engine.model.transforms import eval_transform
 
         return eval_transform(preprocessing)(rgb).numpy()
     pixels = np.asarray(rgb, dtype=np.uint8)
@@ -409,7 +409,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 class OnnxPredictor(BatchPredictor):
-    """An ONNX Runtime model ready to answer, as ``ml.inference.Predictor`` does.
+    """An ONNX Runtime model ready to answer, as ``ml.engine.serve.torch_predictor.Predictor`` does.
 
     Build with ``OnnxPredictor.from_cache(onnx_path)`` (reads and checks the sidecar) or from a
     path and a metadata dict (``classes``, ``preprocessing``, ``temperature``, ``thresholds``).
@@ -573,7 +573,7 @@ def gate_from_outputs(
 
     ``offered`` when int8's ISIC balanced accuracy is at most ``tolerance`` below fp32's.
     """
-    from ml.evaluation import balanced_accuracy
+    from ml.engine.eval.metrics import balanced_accuracy
 
     targets = np.asarray(targets, dtype=int)
     fp32_malignant, fp32_classes = (np.asarray(a, dtype=np.float64) for a in fp32)
@@ -612,7 +612,7 @@ def evaluate_int8_gate(
     """Balanced accuracy of the fp32 and int8 models on held-out labelled images, and whether
     int8 may be offered (see ``gate_from_outputs``).
 
-    ``samples`` have ``path`` and ``label`` (a class index), as ``ml.datasets.Sample``;
+    ``samples`` have ``path`` and ``label`` (a class index), as ``ml.engine.data.datasets.Sample``;
     ``metadata`` is the sidecar's (classes, preprocessing, temperature).
     """
     if not samples:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from ml.network import BACKBONES, SkinSenseNet, head_from_linear_shapes
-from ml.taxonomy import DiagnosisClass, classes_from_dicts
-from ml.transforms import default_preprocessing
+from ml.engine.model.network import BACKBONES, SkinSenseNet, head_from_linear_shapes
+from ml.engine.model.taxonomy import DiagnosisClass, classes_from_dicts
+from ml.engine.model.transforms import default_preprocessing
 
 FORMAT = "skinsense.checkpoint"
 FORMAT_VERSION = 1

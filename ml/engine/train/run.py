@@ -5,12 +5,12 @@ training state for ``--resume``. No Django here: the Django glue calls ``train``
 
 The run, in ``train``:
 
-1. read the data set into the model's class list (``ml.datasets``), decode every image once and
+1. read the data set into the model's class list (``data.datasets``), decode every image once and
    skip the unreadable ones (counted and listed in the model's metadata);
 2. hold out a lesion-grouped, stratified test split and make K folds of the rest
-   (``ml.splits``); the test split is never looked at until the model is chosen;
+   (``ml.engine.data.splits``); the test split is never looked at until the model is chosen;
 3. for each fold: build the network (``init``: ImageNet weights from the local cache, random,
-   or a checkpoint file), train with augmentation (``ml.transforms.train_transform``) and
+   or a checkpoint file), train with augmentation (``model.transforms.train_transform``) and
    class-balanced sampling, validate with the eval preset after every epoch, keep the weights
    with the best validation balanced accuracy, stop early when it stops improving;
 4. take the fold whose model validated best, fit the temperature on its validation logits,
@@ -51,9 +51,7 @@ from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
-from ml import evaluation
-from ml.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from ml.datasets import (
+from ml.engine.data.datasets import (
     Problem,
     Sample,
     SampleSet,
@@ -63,11 +61,13 @@ from ml.datasets import (
     limit_per_class,
     read_samples,
 )
-from ml.inference import pick_device
-from ml.network import BACKBONES, SkinSenseNet
-from ml.splits import Splits, make_splits
-from ml.taxonomy import ISIC2019_CLASSES, DiagnosisClass, classes_from_dicts
-from ml.transforms import default_preprocessing, eval_transform, train_transform
+from ml.engine.data.splits import Splits, make_splits
+from ml.engine.eval import metrics as evaluation
+from ml.engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ml.engine.model.network import BACKBONES, SkinSenseNet
+from ml.engine.model.taxonomy import ISIC2019_CLASSES, DiagnosisClass, classes_from_dicts
+from ml.engine.model.transforms import default_preprocessing, eval_transform, train_transform
+from ml.engine.serve.torch_predictor import pick_device
 
 logger = logging.getLogger(__name__)
 
@@ -1088,7 +1088,7 @@ def _finish(config, data, completed, run_dir, device, started) -> Checkpoint:
 
     histories = [r for s in completed for r in s["history"]]
     metadata = {
-        "trained_with": "ml.training.train",
+        "trained_with": "ml.engine.train.run.train",
         "config": asdict(config),
         "data": {
             **data.sample_set.summary(),

@@ -3,7 +3,7 @@
 Inputs are NumPy arrays (or anything ``np.asarray`` takes): class probabilities float[N, C] in
 the model's class order, malignant probabilities float[N] from the binary head, and true class
 indices int[N]. The malignant target of a sample is 1 when its true class's category is
-malignant (see ``ml.datasets``).
+malignant (see ``ml.engine.data.datasets``).
 
 Definitions (checked against ``isic-challenge-scoring`` in the tests):
 
@@ -23,8 +23,8 @@ Definitions (checked against ``isic-challenge-scoring`` in the tests):
   class is right (top-label ECE, Guo et al. 2017); for the malignant head, the bins are of the
   malignant probability and accuracy is the fraction that is malignant.
 
-Temperature scaling divides both heads' logits by one T, as ``ml.inference`` does; T is fitted
-by LBFGS on the joint negative log-likelihood of both heads on validation logits.
+Temperature scaling divides both heads' logits by one T, as serving does; T is fitted by
+LBFGS on the joint negative log-likelihood of both heads on validation logits.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import torch
 from sklearn import metrics as skm
 from torch.nn import functional as F
 
-from ml.taxonomy import DiagnosisClass
+from ml.engine.model.taxonomy import DiagnosisClass
 
 ECE_BINS = 15
 SPECIFICITY_LEVELS = (0.80, 0.90, 0.95)

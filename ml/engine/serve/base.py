@@ -1,7 +1,7 @@
 """How a model's two heads are read, without PyTorch: ``PredictionResult`` and ``interpret``.
 
-No Django and no torch here, so a worker serving the ONNX Runtime backend (``ml.onnx_engine``)
-never loads torch. ``ml.inference`` (the PyTorch backend) uses these same definitions.
+No Django and no torch here, so a worker serving the ONNX Runtime backend (``serve.onnx``)
+never loads torch. ``serve.torch_predictor`` (the PyTorch backend) uses these same definitions.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ml.taxonomy import DiagnosisClass
+from ml.engine.model.taxonomy import DiagnosisClass
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from isic_metadata.diagnosis_hierarchical import DiagnosisEnum
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset, default_collate
 
-from ml.taxonomy import ISIC2019_CLASSES, DiagnosisClass
+from ml.engine.model.taxonomy import ISIC2019_CLASSES, DiagnosisClass
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from ml.datasets import Sample
+from ml.engine.data.datasets import Sample
 
 logger = logging.getLogger(__name__)
 

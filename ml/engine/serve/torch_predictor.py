@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ml.checkpoint import Checkpoint, load_checkpoint, sha256_file
-from ml.interpretation import BatchPredictor, PredictionResult, interpret
-from ml.transforms import eval_transform
+from ml.engine.model.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from ml.engine.model.transforms import eval_transform
+from ml.engine.serve.base import BatchPredictor, PredictionResult, interpret
 
 __all__ = ["PredictionResult", "Predictor", "WeightsMismatchError", "get_predictor", "interpret"]
 

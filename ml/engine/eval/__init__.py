@@ -1,0 +1,1 @@
+"""Metrics: classification and calibration on held-out data, plots, agreement with reviewers."""

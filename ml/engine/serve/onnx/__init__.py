@@ -1,0 +1,1 @@
+"""ONNX Runtime backend: export from a checkpoint, NumPy preprocessing, prediction, int8."""

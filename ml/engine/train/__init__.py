@@ -1,0 +1,1 @@
+"""Training as plain functions, in the style of torchvision's classification references."""
