@@ -51,6 +51,11 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Lint, the import contracts (pyproject.toml: the engine has no Django, the apps depend one way)
+# and the engine's types; make test runs the same checks first.
+check: lint
+	$(VENV)/bin/lint-imports --no-cache
+
 # Load (not part of `make test`): Locust clinicians, a dermatologist and API readers against
 # gunicorn + a Celery worker + PostgreSQL + Redis on loopback for LOAD_SECONDS (default 60).
 LOAD_SECONDS ?= 60

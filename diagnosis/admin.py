@@ -1,7 +1,7 @@
 """Staff admin. Clinics and memberships are managed here; clinical records are read-only:
 writes to them go through the services (pages and API), never through the admin."""
 
-from django.contrib import admin, messages
+from django.contrib import admin
 
 from diagnosis.models import AuditEvent, Case, Clinic, Lesion, Membership, Patient
 
@@ -65,46 +65,6 @@ class CaseAdmin(ReadOnlyAdmin):
     list_filter = ["status", "clinic", "image_type"]
     search_fields = ["lesion__patient__identifier", "image_sha256"]
     date_hierarchy = "created_at"
-    actions = ["rerun_with_model_version"]
-
-    @admin.action(description="Re-run with another model version (shadow comparison)")
-    def rerun_with_model_version(self, request, queryset):
-        from django.template.response import TemplateResponse
-
-        from ml.models import ModelVersion
-        from ml.services import shadow_run_enqueue
-
-        if not request.user.is_superuser:
-            self.message_user(request, "Only superusers can re-run cases.", messages.ERROR)
-            return None
-        versions = ModelVersion.objects.filter(is_active=False).order_by("-created_at")
-        chosen = request.POST.get("model_version")
-        if "apply" in request.POST and chosen:
-            version = versions.filter(pk=chosen).first()
-            if version is None:
-                self.message_user(request, "Choose an inactive model version.", messages.ERROR)
-                return None
-            sent = shadow_run_enqueue(
-                case_ids=list(queryset.values_list("pk", flat=True)), model_version=version
-            )
-            self.message_user(
-                request,
-                f"{sent} case(s) queued for a shadow run with {version}. Compare the "
-                "versions on the model version's compare page.",
-            )
-            return None
-        return TemplateResponse(
-            request,
-            "admin/diagnosis/case/rerun.html",
-            {
-                **self.admin_site.each_context(request),
-                "opts": self.model._meta,
-                "title": "Re-run cases with another model version",
-                "cases": queryset,
-                "versions": versions,
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            },
-        )
 
 
 @admin.register(AuditEvent)

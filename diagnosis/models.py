@@ -110,7 +110,7 @@ class Patient(models.Model):
         return self.identifier
 
     def get_absolute_url(self) -> str:
-        return reverse("diagnosis:patient-detail", args=[self.pk])
+        return reverse("ml:patient-detail", args=[self.pk])
 
     def clean(self) -> None:
         if self.year_of_birth and self.year_of_birth > _current_year():
@@ -201,7 +201,7 @@ class Case(models.Model):
         return f"Case {self.pk} ({self.get_status_display()})"
 
     def get_absolute_url(self) -> str:
-        return reverse("diagnosis:case-detail", args=[self.pk])
+        return reverse("ml:case-detail", args=[self.pk])
 
     @property
     def is_pending(self) -> bool:

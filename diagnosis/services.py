@@ -9,9 +9,11 @@ from datetime import datetime
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from diagnosis.audit import audit_record
-from diagnosis.models import AuditAction, Case, Clinic, Lesion, Membership, Patient
+from diagnosis.models import AuditAction, Case, CaseStatus, Clinic, Lesion, Membership, Patient
+from diagnosis.signals import case_queued
 from diagnosis.validation import CleanImage, validate_image
 
 logger = logging.getLogger(__name__)
@@ -112,9 +114,7 @@ class CaseSubmission:
 
 
 def _enqueue_after_commit(case_id: int) -> None:
-    from ml.services import enqueue_prediction
-
-    transaction.on_commit(lambda: enqueue_prediction(case_id=case_id))
+    transaction.on_commit(lambda: case_queued.send(sender=Case, case_id=case_id))
 
 
 def case_submit(
@@ -279,3 +279,43 @@ def membership_remove(*, admin, membership: Membership) -> None:
             detail={"removed": True},
         )
         membership.delete()
+
+
+# --- a case's state: the model's worker moves it through these --------------------------------
+
+
+def case_retry(*, case: Case) -> None:
+    """Put a failed case back in the queue (a clinician's "try again")."""
+    with transaction.atomic():
+        Case.objects.filter(pk=case.pk, status=CaseStatus.FAILED).update(
+            status=CaseStatus.QUEUED, error="", attempts=0, updated_at=timezone.now()
+        )
+        _enqueue_after_commit(case.pk)
+
+
+def case_mark_enqueued(*, case_id: int) -> None:
+    """Record when the case's message was (last) sent; the sweeper resends old ones."""
+    Case.objects.filter(pk=case_id).update(enqueued_at=timezone.now())
+
+
+def case_start_attempt(*, case: Case) -> None:
+    """A worker starts predicting the case: ``processing``, one more attempt counted (before the
+    model runs, so an image that kills its worker is recognised by its attempts)."""
+    case.status = CaseStatus.PROCESSING
+    case.attempts += 1
+    case.save(update_fields=["status", "attempts", "updated_at"])
+
+
+def case_mark_done(*, case_id: int) -> None:
+    Case.objects.filter(pk=case_id).update(
+        status=CaseStatus.DONE, error="", updated_at=timezone.now()
+    )
+
+
+def case_mark_failed(*, case_id: int, reason: str) -> None:
+    """A final failure, with a reason a clinician can read; a case already done stays done."""
+    reason = reason.strip() or "Prediction failed."
+    Case.objects.filter(pk=case_id).exclude(status=CaseStatus.DONE).update(
+        status=CaseStatus.FAILED, error=reason[:2000], updated_at=timezone.now()
+    )
+    logger.warning("case %s failed: %s", case_id, reason)

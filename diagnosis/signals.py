@@ -1,10 +1,17 @@
-"""Login, logout and failed logins go into the audit trail."""
+"""Signals of the clinical records: the audit of logins, and ``case_queued`` for the model.
+
+``case_queued`` is how a case reaches the model without ``diagnosis`` knowing it: it is sent
+after the transaction that submitted (or retried) a case commits, with ``case_id``; the ``ml``
+app connects the receiver that enqueues the prediction.
+"""
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 from diagnosis.audit import audit_record
 from diagnosis.models import AuditAction
+
+case_queued = Signal()  # kwargs: case_id
 
 
 @receiver(user_logged_in, dispatch_uid="audit_login")

@@ -149,37 +149,6 @@ def mark_failed(delivery_id: int) -> None:
     )
 
 
-def prediction_payload(prediction) -> dict:
-    return {
-        "clinic": prediction.case.clinic_id,
-        "case": prediction.case_id,
-        "status": "done",
-        "prediction": {
-            "id": prediction.pk,
-            "model_version": prediction.model_version_id,
-            "category": prediction.category,
-            "malignant_probability": prediction.malignant_probability,
-            "top_diagnosis": prediction.top_diagnosis,
-            "uncertain": prediction.uncertain,
-        },
-        "at": timezone.now().isoformat(),
-    }
-
-
-def review_payload(review) -> dict:
-    return {
-        "clinic": review.prediction.case.clinic_id,
-        "case": review.prediction.case_id,
-        "review": {
-            "id": review.pk,
-            "prediction": review.prediction_id,
-            "verdict": review.verdict,
-            "final_diagnosis": review.final_diagnosis,
-        },
-        "at": timezone.now().isoformat(),
-    }
-
-
 def resend_pending(*, older_than_seconds: int = 600) -> int:
     """Queue again the deliveries that never got a first attempt (the broker was down)."""
     from diagnosis.tasks import deliver_webhook_task

@@ -9,9 +9,10 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from diagnosis.admin import ReadOnlyAdmin
+from diagnosis.admin import CaseAdmin, ReadOnlyAdmin
+from diagnosis.models import Case
+from ml import services
 from ml.models import ModelVersion, Prediction, Review, TrainingRun
-from ml.services import model_version_activate
 
 
 class ReviewWindowForm(forms.Form):
@@ -75,9 +76,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Evaluation plots (held-out test split)")
     def evaluation_plots(self, obj):
-        from ml.services import model_version_plots
-
-        plots = model_version_plots(obj)
+        plots = services.model_version_plots(obj)
         if not plots:
             return "No plots: this model was registered without an evaluation report."
         return format_html_join(
@@ -97,9 +96,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     def plot_view(self, request, pk: int, name: str):
         from django.http import FileResponse, Http404
 
-        from ml.services import model_version_plots
-
-        path = model_version_plots(get_object_or_404(ModelVersion, pk=pk)).get(name)
+        path = services.model_version_plots(get_object_or_404(ModelVersion, pk=pk)).get(name)
         if path is None:
             raise Http404("No such plot.")
         return FileResponse(path.open("rb"), content_type="image/png")
@@ -179,7 +176,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one model version.", messages.ERROR)
             return
-        model_version = model_version_activate(model_version=queryset.get())
+        model_version = services.model_version_activate(model_version=queryset.get())
         self.message_user(request, f"{model_version} is now the active model.")
 
     def get_actions(self, request):
@@ -273,3 +270,46 @@ class TrainingRunAdmin(ReadOnlyAdmin):
         accuracy = last.get("val_balanced_accuracy")
         shown = f", val BA {accuracy:.3f}" if isinstance(accuracy, float) else ""
         return f"fold {last.get('fold')}, epoch {last.get('epoch')}{shown}"
+
+
+# The clinical records' case admin, with the action that belongs to the model: a shadow run.
+admin.site.unregister(Case)
+
+
+@admin.register(Case)
+class CaseWithShadowRunAdmin(CaseAdmin):
+    actions = ["rerun_with_model_version"]
+
+    @admin.action(description="Re-run with another model version (shadow comparison)")
+    def rerun_with_model_version(self, request, queryset):
+        if not request.user.is_superuser:
+            self.message_user(request, "Only superusers can re-run cases.", messages.ERROR)
+            return None
+        versions = ModelVersion.objects.filter(is_active=False).order_by("-created_at")
+        chosen = request.POST.get("model_version")
+        if "apply" in request.POST and chosen:
+            version = versions.filter(pk=chosen).first()
+            if version is None:
+                self.message_user(request, "Choose an inactive model version.", messages.ERROR)
+                return None
+            sent = services.shadow_run_enqueue(
+                case_ids=list(queryset.values_list("pk", flat=True)), model_version=version
+            )
+            self.message_user(
+                request,
+                f"{sent} case(s) queued for a shadow run with {version}. Compare the "
+                "versions on the model version's compare page.",
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/diagnosis/case/rerun.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Re-run cases with another model version",
+                "cases": queryset,
+                "versions": versions,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )

@@ -1,11 +1,13 @@
-"""Reads owned by ``ml``, scoped to the user's clinics like every other read."""
+"""Reads owned by ``ml``, scoped to the user's clinics like every other read: cases with their
+predictions (for the pages and the API), the review queue, and what reviewers said per model."""
 
 from __future__ import annotations
 
 from datetime import date
 
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 
+from diagnosis.models import Case, CaseStatus, Lesion, Patient
 from diagnosis.selectors import reviewer_clinic_ids
 from ml.models import Prediction, Review, Verdict
 
@@ -18,12 +20,79 @@ QUEUE_STATES = {
 }
 
 
-def predictions_for_user(user) -> QuerySet[Prediction]:
-    if not user.is_authenticated:
-        return Prediction.objects.none()
-    return Prediction.objects.filter(case__clinic__memberships__user=user).select_related(
-        "model_version", "case__lesion__patient", "case__clinic"
+# --- cases with what the model said: the pages and the API ------------------------------------
+
+
+def _predictions_prefetch() -> Prefetch:
+    return Prefetch(
+        "predictions",
+        queryset=Prediction.objects.filter(shadow=False)
+        .select_related("model_version")
+        .order_by("-created_at"),
+        to_attr="prediction_list",
     )
+
+
+def with_predictions(queryset: QuerySet[Case]) -> QuerySet[Case]:
+    """Cases with their predictions (newest first, shadow runs left out) in
+    ``case.prediction_list``."""
+    return queryset.select_related("lesion__patient", "clinic", "submitted_by").prefetch_related(
+        _predictions_prefetch()
+    )
+
+
+def latest_prediction(case: Case):
+    predictions = getattr(case, "prediction_list", None)
+    if predictions is None:
+        predictions = list(
+            case.predictions.filter(shadow=False)
+            .select_related("model_version")
+            .order_by("-created_at")
+        )
+    return predictions[0] if predictions else None
+
+
+def cases_for_user(user) -> QuerySet[Case]:
+    """The user's clinics' cases, each with its predictions (``with_predictions``)."""
+    return with_predictions(Case.objects.for_user(user))
+
+
+def cases_awaiting_review(user) -> QuerySet[Case]:
+    """Done cases of the clinics where the user reviews, whose predictions nobody has reviewed."""
+    reviewed = Review.objects.filter(prediction__case=OuterRef("pk"))
+    return (
+        cases_for_user(user)
+        .filter(clinic_id__in=reviewer_clinic_ids(user), status=CaseStatus.DONE)
+        .filter(~Exists(reviewed))
+    )
+
+
+def patient_timeline(patient: Patient) -> list[Lesion]:
+    """The patient's lesions, each with ``case_list``: its cases oldest to newest."""
+    cases = with_predictions(Case.objects.filter(lesion__patient=patient)).order_by(
+        "captured_at", "created_at"
+    )
+    return list(
+        patient.lesions.order_by("label").prefetch_related(
+            Prefetch("cases", queryset=cases, to_attr="case_list")
+        )
+    )
+
+
+def dashboard_for_user(user) -> dict:
+    cases = cases_for_user(user)
+    return {
+        "recent_cases": list(cases.order_by("-created_at")[:10]),
+        "awaiting_review": list(cases_awaiting_review(user).order_by("created_at")[:10]),
+        "counts": cases.aggregate(
+            pending=Count("pk", filter=Q(status__in=[CaseStatus.QUEUED, CaseStatus.PROCESSING])),
+            failed=Count("pk", filter=Q(status=CaseStatus.FAILED)),
+            total=Count("pk"),
+        ),
+    }
+
+
+# --- the review queue -------------------------------------------------------------------------
 
 
 def review_queue(

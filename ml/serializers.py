@@ -3,6 +3,8 @@ from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from diagnosis.api import examples
+from diagnosis.models import Case
+from ml import selectors
 from ml.models import ModelVersion, Prediction, Review
 
 DISCLAIMER = "Decision support, not a diagnosis. The final judgement is the clinician's."
@@ -94,3 +96,57 @@ class ReviewSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["id", "prediction", "reviewer", "created_at"]
         extra_kwargs = {"final_diagnosis": {"required": False}, "notes": {"required": False}}
+
+
+@extend_schema_serializer(examples=examples.CASE)
+class CaseSerializer(serializers.ModelSerializer):
+    patient = serializers.IntegerField(source="lesion.patient_id", read_only=True)
+    submitted_by = serializers.CharField(
+        source="submitted_by.username", read_only=True, default=None
+    )
+    image_url = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField(
+        help_text="A small JPEG of the image for lists (cacheable); add ?size=768 for a larger one."
+    )
+    prediction = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Case
+        fields = [
+            "id",
+            "clinic",
+            "patient",
+            "lesion",
+            "status",
+            "error",
+            "image_type",
+            "notes",
+            "captured_at",
+            "width",
+            "height",
+            "image_sha256",
+            "image_url",
+            "thumbnail_url",
+            "submitted_by",
+            "created_at",
+            "updated_at",
+            "prediction",
+        ]
+        read_only_fields = fields
+
+    def get_image_url(self, case) -> str:
+        url = reverse("api:case-image", args=[case.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url
+
+    def get_thumbnail_url(self, case) -> str:
+        url = reverse("api:case-thumbnail", args=[case.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url
+
+    @extend_schema_field(PredictionSerializer(allow_null=True))
+    def get_prediction(self, case):
+        prediction = selectors.latest_prediction(case)
+        if prediction is None:
+            return None
+        return PredictionSerializer(prediction, context=self.context).data

@@ -18,8 +18,10 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from diagnosis import services as case_services
 from diagnosis.models import Case, CaseStatus
 from ml.models import ModelVersion, Prediction
+from ml.webhook_payloads import prediction_payload, review_payload
 
 logger = logging.getLogger(__name__)
 
@@ -177,20 +179,14 @@ def demo_model_ensure(*, seed: int = 0) -> ModelVersion | None:
 # --- predictions --------------------------------------------------------------------------
 
 
-# Celery copies the sender's task time limits into each message, where they override the
-# worker's own. Sent as None, the worker's settings (PREDICT_SOFT_TIME_LIMIT, PREDICT_TIME_LIMIT)
-# decide, wherever the message came from.
-WORKER_TIME_LIMITS = {"time_limit": None, "soft_time_limit": None}
-
-
 def enqueue_prediction(*, case_id: int) -> bool:
     """Send the case to the inference queue. A broker outage is logged, not raised: the case
     stays ``queued`` and the periodic sweeper enqueues it again."""
     from ml.tasks import predict_case_task
 
-    Case.objects.filter(pk=case_id).update(enqueued_at=timezone.now())
+    case_services.case_mark_enqueued(case_id=case_id)
     try:
-        predict_case_task.apply_async(args=[case_id], retry=False, **WORKER_TIME_LIMITS)
+        predict_case_task.apply_async(args=[case_id], retry=False)
     except Exception as exc:  # noqa: BLE001 - kombu raises many kinds when the broker is down
         logger.warning("could not enqueue case %s (%s); the sweeper will retry", case_id, exc)
         return False
@@ -378,9 +374,7 @@ def _claim_waiting(model_version, in_flight, *, limit: int, exclude: int | None 
 
 def _mark_claimed(cases: list) -> None:
     for claimed in cases:
-        claimed.status = CaseStatus.PROCESSING
-        claimed.attempts += 1
-        claimed.save(update_fields=["status", "attempts", "updated_at"])
+        case_services.case_start_attempt(case=claimed)
 
 
 def _predict_waiting(model_version: ModelVersion, in_flight: _InFlight) -> None:
@@ -417,7 +411,7 @@ def _predict_claimed(
         existing = Prediction.objects.filter(case=case, model_version=model_version).first()
         if existing is not None:
             if case.status != CaseStatus.DONE and not existing.shadow:
-                Case.objects.filter(pk=case.pk).update(status=CaseStatus.DONE, error="")
+                case_services.case_mark_done(case_id=case.pk)
             return existing
         if not shadow and case.attempts >= settings.PREDICT_MAX_ATTEMPTS:
             # Each attempt is counted before the model runs: a worker that died mid-inference
@@ -458,7 +452,7 @@ def _run_pass(cases: list, primary: Case | None, model_version, *, shadow: bool)
                 raise
             unreadable.append((claimed, exc))  # a companion's own problem: its own failure
     for claimed, exc in unreadable:
-        case_mark_failed(case_id=claimed.pk, reason=str(exc))
+        case_services.case_mark_failed(case_id=claimed.pk, reason=str(exc))
     if not loaded:
         return []
     read = time.perf_counter()
@@ -534,15 +528,13 @@ def _store_prediction(case: Case, model_version: ModelVersion, result, *, shadow
             },
         )
         if not shadow:
-            Case.objects.filter(pk=case.pk).update(
-                status=CaseStatus.DONE, error="", updated_at=timezone.now()
-            )
+            case_services.case_mark_done(case_id=case.pk)
             from diagnosis import webhooks
 
             webhooks.dispatch(
                 clinic=case.clinic,
                 event=webhooks.WebhookEvent.PREDICTION_COMPLETED,
-                payload=webhooks.prediction_payload(prediction),
+                payload=prediction_payload(prediction),
             )
     return prediction
 
@@ -553,7 +545,7 @@ def enqueue_heatmap(*, prediction_id: int) -> bool:
     from ml.tasks import heatmap_task
 
     try:
-        heatmap_task.apply_async(args=[prediction_id], retry=False, **WORKER_TIME_LIMITS)
+        heatmap_task.apply_async(args=[prediction_id], retry=False)
     except Exception as exc:  # noqa: BLE001 - kombu raises many kinds when the broker is down
         logger.warning("could not enqueue the heatmap of prediction %s (%s)", prediction_id, exc)
         return False
@@ -657,28 +649,11 @@ def _attach_heatmap(prediction: Prediction, png: bytes) -> str:
     return stored
 
 
-def case_mark_failed(*, case_id: int, reason: str) -> None:
-    reason = reason.strip() or "Prediction failed."
-    Case.objects.filter(pk=case_id).exclude(status=CaseStatus.DONE).update(
-        status=CaseStatus.FAILED, error=reason[:2000], updated_at=timezone.now()
-    )
-    logger.warning("case %s failed: %s", case_id, reason)
-
-
-def case_retry(*, case: Case) -> None:
-    """Put a failed case back in the queue (a clinician's "try again")."""
-    with transaction.atomic():
-        Case.objects.filter(pk=case.pk, status=CaseStatus.FAILED).update(
-            status=CaseStatus.QUEUED, error="", attempts=0, updated_at=timezone.now()
-        )
-        transaction.on_commit(lambda: enqueue_prediction(case_id=case.pk))
-
-
 def requeue_stuck_cases() -> int:
     """Enqueue again the cases that have waited too long (a lost message, a broker outage, a
     worker killed mid-task). Returns how many were sent."""
     cutoff = timezone.now() - timedelta(seconds=settings.CASE_REQUEUE_AFTER_SECONDS)
-    processing_cutoff = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT * 2)
+    processing_cutoff = timezone.now() - timedelta(seconds=settings.PREDICT_TIME_LIMIT * 2)
     stuck = Case.objects.filter(
         status=CaseStatus.QUEUED, enqueued_at__lt=cutoff
     ) | Case.objects.filter(status=CaseStatus.QUEUED, enqueued_at__isnull=True)
@@ -754,7 +729,7 @@ def review_submit(
         webhooks.dispatch(
             clinic=clinic,
             event=webhooks.WebhookEvent.REVIEW_CREATED,
-            payload=webhooks.review_payload(review),
+            payload=review_payload(review),
         )
     return review
 
@@ -773,7 +748,6 @@ def shadow_run_enqueue(*, case_ids: list[int], model_version: ModelVersion) -> i
                 args=[case_id],
                 kwargs={"model_version_id": model_version.pk},
                 retry=False,
-                **WORKER_TIME_LIMITS,
             )
         except Exception as exc:  # noqa: BLE001 - a broker outage: report, don't crash
             logger.warning("could not enqueue shadow run of case %s: %s", case_id, exc)

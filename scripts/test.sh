@@ -22,6 +22,9 @@ echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 
+echo "== import contracts"
+.venv/bin/lint-imports --no-cache --no-logo
+
 echo "== migrations are up to date"
 $PY manage.py makemigrations --check --dry-run >/dev/null
 

@@ -6,13 +6,13 @@ from rest_framework.routers import DefaultRouter
 from diagnosis.api.auth import MeView, TokenView
 from diagnosis.api.views import (
     AuditEventViewSet,
-    CaseViewSet,
     LesionViewSet,
     MembershipViewSet,
     PatientViewSet,
     WebhookViewSet,
 )
-from ml.api import ModelVersionViewSet, PredictionExportView, ReviewQueueViewSet
+from ml.api.cases import CaseViewSet
+from ml.api.predictions import ModelVersionViewSet, PredictionExportView, ReviewQueueViewSet
 
 router = DefaultRouter()
 router.register("patients", PatientViewSet, basename="patient")

@@ -123,7 +123,7 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "diagnosis:dashboard"
+LOGIN_REDIRECT_URL = "ml:dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-gb"
@@ -216,8 +216,10 @@ if env.str("CELERY_KEY_PREFIX", default=""):  # several deployments (or test run
     CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env.str("CELERY_KEY_PREFIX")
 # A case whose prediction was started this many times without finishing is marked failed.
 PREDICT_MAX_ATTEMPTS = env.int("PREDICT_MAX_ATTEMPTS", default=4)
-CELERY_TASK_SOFT_TIME_LIMIT = env.int("PREDICT_SOFT_TIME_LIMIT", default=120)
-CELERY_TASK_TIME_LIMIT = env.int("PREDICT_TIME_LIMIT", default=180)
+# The worker's time limits per task (s). Only workers apply them (skinsense_site/celery.py), so
+# a sender's settings never travel in its messages.
+PREDICT_SOFT_TIME_LIMIT = env.int("PREDICT_SOFT_TIME_LIMIT", default=120)
+PREDICT_TIME_LIMIT = env.int("PREDICT_TIME_LIMIT", default=180)
 CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-cases": {
         "task": "ml.tasks.requeue_stuck_cases_task",

@@ -11,8 +11,9 @@ from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 from rest_framework.throttling import ScopedRateThrottle
 
-from diagnosis import selectors, services
+from diagnosis import services
 from diagnosis.models import Role
+from ml import selectors as ml_selectors
 from tests import images
 from tests.conftest import api_client_for, upload
 from tests.factories import LesionFactory, MembershipFactory, PatientFactory
@@ -283,7 +284,7 @@ def test_error_bodies_match_the_schema(
     def outage(user):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(selectors, "cases_for_user", outage)
+    monkeypatch.setattr(ml_selectors, "cases_for_user", outage)
     response = api.get("/api/v1/cases/")
     check(schema, "/api/v1/cases/", "get", response, 503)
     assert int(response["Retry-After"]) > 0
@@ -365,8 +366,9 @@ def test_integer_filters_are_bounded():
     from django_filters import NumberFilter
 
     from diagnosis.api.filters import BoundedIntegerFilter
-    from diagnosis.api.views import AuditEventFilter, CaseFilter
-    from ml.api import ReviewQueueFilter
+    from diagnosis.api.views import AuditEventFilter
+    from ml.api.cases import CaseFilter
+    from ml.api.predictions import ReviewQueueFilter
 
     for filterset in (CaseFilter, AuditEventFilter, ReviewQueueFilter):
         for name, filter_ in filterset.base_filters.items():

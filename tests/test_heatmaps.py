@@ -80,7 +80,7 @@ def test_every_prediction_stores_a_private_heatmap(
     logged_in_client(client, clinician)
     page = client.get(case.get_absolute_url())
     assert b"regions that influenced the model" in page.content
-    response = client.get(reverse("diagnosis:case-heatmap", args=[case.pk]))
+    response = client.get(reverse("ml:case-heatmap", args=[case.pk]))
     assert response.status_code == 200 and response["Cache-Control"] == "no-store, private"
     drain(response)
     api_url = (
@@ -92,7 +92,7 @@ def test_every_prediction_stores_a_private_heatmap(
 
     client.logout()
     logged_in_client(client, outsider)
-    assert client.get(reverse("diagnosis:case-heatmap", args=[case.pk])).status_code == 404
+    assert client.get(reverse("ml:case-heatmap", args=[case.pk])).status_code == 404
     assert api_client_for(outsider).get(f"/api/v1/cases/{case.pk}/heatmap/").status_code == 404
 
 
@@ -182,7 +182,7 @@ def test_the_case_page_keeps_polling_until_the_heatmap_follows_the_result(
         ).case
     settings.PREDICTION_HEATMAPS = True
     logged_in_client(client, clinician)
-    status_url = reverse("diagnosis:case-status", args=[case.pk])
+    status_url = reverse("ml:case-status", args=[case.pk])
     body = client.get(status_url).json()
     assert body["status"] == "done" and not body["pending"] and body["heatmap_pending"]
     assert b'data-pending="true"' in client.get(case.get_absolute_url()).content

@@ -37,7 +37,7 @@ def test_login_page_uses_username_and_password_fields(client):
 
 
 def test_pages_require_login(client):
-    response = client.get(reverse("diagnosis:dashboard"))
+    response = client.get(reverse("ml:dashboard"))
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
 
 
@@ -94,7 +94,7 @@ def test_case_page_polls_until_the_result_arrives(client, clinician, clinic):
     ).case
     page = client.get(case.get_absolute_url())
     assert b'data-pending="true"' in page.content and b"case_detail.js" in page.content
-    status = client.get(reverse("diagnosis:case-status", args=[case.pk])).json()
+    status = client.get(reverse("ml:case-status", args=[case.pk])).json()
     assert status["status"] == "queued" and status["pending"] is True
     assert "Waiting for the model" in status["html"]
 
@@ -220,7 +220,7 @@ def _urls_for(case):
     return [
         case.lesion.patient.get_absolute_url(),
         case.get_absolute_url(),
-        reverse("diagnosis:case-status", args=[case.pk]),
+        reverse("ml:case-status", args=[case.pk]),
         reverse("diagnosis:case-image", args=[case.pk]),
     ]
 
@@ -249,7 +249,7 @@ def test_outsider_dashboard_and_patient_list_do_not_show_other_clinics(
 ):
     logged_in_client(client, outsider)
     identifier = clinic_case.lesion.patient.identifier.encode()
-    assert identifier not in client.get(reverse("diagnosis:dashboard")).content
+    assert identifier not in client.get(reverse("ml:dashboard")).content
     assert identifier not in client.get(reverse("diagnosis:patient-list")).content
 
 
@@ -270,7 +270,7 @@ def test_case_image_is_private_and_never_cached(client, clinic_case, clinician, 
 def test_a_failed_case_shows_its_reason_and_can_be_retried(
     client, clinic_case, clinician, django_capture_on_commit_callbacks
 ):
-    from ml.services import case_mark_failed
+    from diagnosis.services import case_mark_failed
 
     case_mark_failed(case_id=clinic_case.pk, reason="No active model is registered.")
     logged_in_client(client, clinician)
@@ -343,7 +343,7 @@ def _add_cases(clinic, user, model_version, seeds, *, patient=None):
 
 
 LIST_PAGES = [
-    ("dashboard", lambda patient: reverse("diagnosis:dashboard")),
+    ("dashboard", lambda patient: reverse("ml:dashboard")),
     ("patient list", lambda patient: reverse("diagnosis:patient-list")),
     ("patient timeline", lambda patient: patient.get_absolute_url()),
     ("review queue", lambda patient: reverse("ml:review-queue")),

@@ -218,7 +218,7 @@ def test_pages_api_responses_and_images_carry_the_security_headers(
 ):
     case = predicted_case(clinic, clinician, active_model)
     logged_in_client(client, clinician)
-    for url in (LOGIN_URL, "/", reverse("diagnosis:case-detail", args=[case.pk])):
+    for url in (LOGIN_URL, "/", reverse("ml:case-detail", args=[case.pk])):
         response = client.get(url)
         assert response.status_code == 200, url
         assert_security_headers(response)
@@ -365,14 +365,14 @@ def test_pages_and_api_docs_render_in_a_browser_without_csp_violations(
         page.click("button[type=submit]")
         page.wait_for_url(live_server.url + "/")
         for path in (
-            reverse("diagnosis:case-detail", args=[case.pk]),
+            reverse("ml:case-detail", args=[case.pk]),
             reverse("ml:review-case", args=[case.pk]),
             reverse("diagnosis:case-new"),
         ):
             page.goto(live_server.url + path)
             page.wait_for_load_state("networkidle")
         # The probability bars are drawn (a <meter> per diagnosis, with a width).
-        page.goto(live_server.url + reverse("diagnosis:case-detail", args=[case.pk]))
+        page.goto(live_server.url + reverse("ml:case-detail", args=[case.pk]))
         assert page.locator("meter.bar").first.bounding_box()["width"] > 20
         page.goto(live_server.url + "/api/docs/")
         page.wait_for_selector(".opblock-tag", timeout=20_000)
@@ -614,7 +614,7 @@ def test_no_patient_identifier_token_password_or_image_bytes_reach_the_logs(
     APIClient().post(TOKEN_URL, {"username": clinician.username, "password": password})
     logged_in_client(client, clinician)
     assert client.get(f"/patients/?q={mrn}").status_code == 200
-    assert client.get(reverse("diagnosis:case-detail", args=[case.json()["id"]])).status_code == 200
+    assert client.get(reverse("ml:case-detail", args=[case.json()["id"]])).status_code == 200
 
     records = list(every_log_record.texts())
     assert len(records) > 5  # the flow did log (inference, axes, django.request…)

@@ -230,7 +230,7 @@ def test_the_timeline_shows_thumbnails_not_originals(client, large_case, clinici
 
 def test_the_dashboard_shows_thumbnails_not_originals(client, clinic, colleague, model_row):
     case = predicted_case(clinic, colleague, model_row)
-    html = logged_in_client(client, colleague).get(reverse("diagnosis:dashboard")).content.decode()
+    html = logged_in_client(client, colleague).get(reverse("ml:dashboard")).content.decode()
     assert html.count(thumb_url(case)) == 2  # recent cases and awaiting review
     assert image_url(case) not in html
 

@@ -103,12 +103,12 @@ SCRIPT = textwrap.dedent(
     assert anonymous.get("/accounts/login/").status_code == 200
 
     pages = [
-        reverse("diagnosis:dashboard"),
+        reverse("ml:dashboard"),
         reverse("diagnosis:patient-list"),
-        reverse("diagnosis:patient-detail", args=[patient.pk]),
+        reverse("ml:patient-detail", args=[patient.pk]),
         reverse("diagnosis:case-new"),
-        reverse("diagnosis:case-detail", args=[case.pk]),
-        reverse("diagnosis:case-status", args=[case.pk]),
+        reverse("ml:case-detail", args=[case.pk]),
+        reverse("ml:case-status", args=[case.pk]),
         reverse("diagnosis:case-image", args=[case.pk]),
         reverse("diagnosis:case-thumbnail", args=[case.pk, 256]),
         reverse("ml:review-queue"),
@@ -148,7 +148,8 @@ SCRIPT = textwrap.dedent(
     # Every Django-facing module a web process may load (the pure-PyTorch ones are not).
     import importlib
     for module in (
-        "ml.tasks", "ml.services", "ml.selectors", "ml.admin", "ml.api", "ml.views",
+        "ml.tasks", "ml.services", "ml.selectors", "ml.admin", "ml.api.cases",
+        "ml.api.predictions", "ml.views.cases", "ml.views.review",
         "ml.serializers", "ml.forms", "ml.reviewed_export", "ml.engine.eval.reviewed",
         "ml.engine.model.taxonomy",
         "diagnosis.admin", "diagnosis.api.views", "diagnosis.bulk", "diagnosis.webhooks",

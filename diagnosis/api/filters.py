@@ -10,10 +10,13 @@ range), and filters generated from ``filterset_fields`` use them too (``FilterSe
 
 from __future__ import annotations
 
+import datetime
+
 from django import forms
 from django.db import connection, models
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema_field
+from rest_framework.exceptions import ValidationError
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -79,3 +82,16 @@ class DjangoFilterBackend(filters.DjangoFilterBackend):
     """Filters generated from ``filterset_fields`` use the bounded FilterSet."""
 
     filterset_base = FilterSet
+
+
+class UTCDateTimeFilter(filters.IsoDateTimeFilter):
+    """An ISO 8601 date-time in any offset, compared in UTC (the database may refuse unusual
+    offsets); one out of range is a 400, not a server error."""
+
+    def filter(self, qs, value):
+        if value is not None:
+            try:
+                value = value.astimezone(datetime.UTC)
+            except (OverflowError, ValueError):
+                raise ValidationError({self.field_name: "This date-time is out of range."})
+        return super().filter(qs, value)

@@ -42,9 +42,9 @@ def review_queue(request):
 @require_http_methods(["GET", "POST"])
 def review_case(request, pk: int):
     """Review the newest prediction of a case."""
-    case = get_object_or_404(diagnosis_selectors.cases_for_user(request.user), pk=pk)
+    case = get_object_or_404(selectors.cases_for_user(request.user), pk=pk)
     _require_reviewer(request.user)
-    prediction = diagnosis_selectors.latest_prediction(case)
+    prediction = selectors.latest_prediction(case)
     if prediction is None or case.clinic_id not in diagnosis_selectors.reviewer_clinic_ids(
         request.user
     ):
@@ -66,7 +66,7 @@ def review_case(request, pk: int):
             return redirect("ml:review-queue")
     audit_record(action=AuditAction.VIEW, actor=request.user, target=case)
     earlier = (
-        diagnosis_selectors.cases_for_user(request.user)
+        selectors.cases_for_user(request.user)
         .filter(lesion=case.lesion, captured_at__lt=case.captured_at)
         .order_by("captured_at")
     )

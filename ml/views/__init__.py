@@ -1,0 +1,1 @@
+"""The pages of ``ml``: cases with their results, and the dermatologist's review."""

@@ -1,0 +1,103 @@
+"""Pages that show a case with what the model said: the dashboard, a patient's timeline, the
+case page (and what it polls) and the heatmap."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from diagnosis import selectors as diagnosis_selectors
+from diagnosis.audit import audit_record
+from diagnosis.files import serve_private_image
+from diagnosis.models import AuditAction, Case
+from ml import selectors
+
+
+@login_required
+@require_GET
+def dashboard(request):
+    context = selectors.dashboard_for_user(request.user)
+    context["clinics"] = diagnosis_selectors.clinics_for_user(request.user)
+    context["administered"] = diagnosis_selectors.clinics_for_user(request.user).filter(
+        memberships__user=request.user, memberships__role="clinic_admin"
+    )
+    return render(request, "ml/dashboard.html", context)
+
+
+@login_required
+@require_GET
+def patient_detail(request, pk: int):
+    patient = get_object_or_404(diagnosis_selectors.patients_for_user(request.user), pk=pk)
+    audit_record(action=AuditAction.VIEW, actor=request.user, target=patient)
+    lesions = selectors.patient_timeline(patient)
+    return render(request, "ml/patient_detail.html", {"patient": patient, "lesions": lesions})
+
+
+def _heatmap_pending(prediction) -> bool:
+    """The result is shown; its heatmap (a task of its own) is still to come. Only for a recent
+    prediction, so that a page never polls forever for a heatmap that failed."""
+    if prediction is None or prediction.heatmap or not settings.PREDICTION_HEATMAPS:
+        return False
+    return timezone.now() - prediction.created_at < timedelta(minutes=5)
+
+
+def _case_context(case: Case) -> dict:
+    prediction = selectors.latest_prediction(case)
+    return {
+        "case": case,
+        "prediction": prediction,
+        "top_diagnoses": prediction.top_diagnoses() if prediction else [],
+        "poll_interval_ms": settings.CASE_POLL_INTERVAL_MS,
+        "heatmap_pending": _heatmap_pending(prediction),
+    }
+
+
+@login_required
+@require_GET
+def case_detail(request, pk: int):
+    case = get_object_or_404(selectors.cases_for_user(request.user), pk=pk)
+    audit_record(action=AuditAction.VIEW, actor=request.user, target=case)
+    context = _case_context(case)
+    earlier = (
+        selectors.cases_for_user(request.user)
+        .filter(lesion=case.lesion)
+        .exclude(pk=case.pk)
+        .order_by("captured_at")
+    )
+    context["other_cases"] = earlier
+    return render(request, "ml/case_detail.html", context)
+
+
+@login_required
+@require_GET
+def case_status(request, pk: int):
+    """What the case page polls: the status and the re-rendered result panel."""
+    case = get_object_or_404(selectors.cases_for_user(request.user), pk=pk)
+    context = _case_context(case)
+    html = render_to_string("ml/_result.html", context, request=request)
+    response = JsonResponse(
+        {
+            "status": case.status,
+            "pending": case.is_pending,
+            "heatmap_pending": context["heatmap_pending"],
+            "html": html,
+        }
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_GET
+def case_heatmap(request, pk: int):
+    case = get_object_or_404(selectors.cases_for_user(request.user), pk=pk)
+    prediction = selectors.latest_prediction(case)
+    if prediction is None or not prediction.heatmap:
+        raise Http404("This case has no heatmap.")
+    audit_record(action=AuditAction.VIEW, actor=request.user, target=case, target_type="heatmap")
+    return serve_private_image(prediction.heatmap, filename=f"case-{case.pk}-heatmap.png")
