@@ -9,7 +9,8 @@ fraction of a full decode; the eval preset's antialiased resize then does the re
 from __future__ import annotations
 
 import math
-from typing import BinaryIO
+from collections.abc import Mapping
+from typing import Any, BinaryIO
 
 from PIL import Image
 
@@ -27,7 +28,9 @@ def draft_size(width: int, height: int, resize_size: int) -> tuple[int, int] | N
     return math.ceil(width * scale), math.ceil(height * scale)
 
 
-def open_for_model(source: str | BinaryIO, preprocessing: dict, *, draft: bool = True):
+def open_for_model(
+    source: str | BinaryIO, preprocessing: Mapping[str, Any], *, draft: bool = True
+) -> Image.Image:
     """An RGB PIL image ready for the eval preset; JPEGs are decoded in draft mode when large."""
     with Image.open(source) as image:
         if draft and image.format == "JPEG":

@@ -13,11 +13,16 @@ import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from sklearn.model_selection import StratifiedGroupKFold
 
-from ml.engine.data.datasets import Sample
+from ml.engine.data.readers import Sample
+
+# Positions into a sample list (or into a part of it).
+Indices = NDArray[np.intp]
 
 logger = logging.getLogger(__name__)
 
@@ -26,23 +31,23 @@ logger = logging.getLogger(__name__)
 class Splits:
     """Indices into the sample list: ``test``, and (train, validation) for each fold."""
 
-    test: np.ndarray
-    folds: list[tuple[np.ndarray, np.ndarray]]
+    test: Indices
+    folds: list[tuple[Indices, Indices]]
     seed: int
 
     @property
-    def development(self) -> np.ndarray:
+    def development(self) -> Indices:
         """Every index that is not in the test split (what the folds cover)."""
         return np.sort(np.concatenate([self.folds[0][0], self.folds[0][1]]))
 
     def summary(
         self, labels: Sequence[int] | None = None, codes: Sequence[str] | None = None
-    ) -> dict:
+    ) -> dict[str, Any]:
         """JSON-able sizes, and class counts per part when ``labels`` (and, to name the classes,
         ``codes``) are given."""
 
-        def part(indices: np.ndarray) -> dict:
-            info: dict = {"images": int(len(indices))}
+        def part(indices: Indices) -> dict[str, Any]:
+            info: dict[str, Any] = {"images": int(len(indices))}
             if labels is not None:
                 values, counts = np.unique(np.asarray(labels)[indices], return_counts=True)
                 info["class_counts"] = {
@@ -58,7 +63,7 @@ class Splits:
         }
 
 
-def group_ids(samples: Sequence[Sample]) -> np.ndarray:
+def group_ids(samples: Sequence[Sample]) -> Indices:
     """int[N]: one id per connected group of images sharing a lesion or a patient."""
     parent = list(range(len(samples)))
 
@@ -82,8 +87,8 @@ def group_ids(samples: Sequence[Sample]) -> np.ndarray:
 
 
 def _stratified_group_folds(
-    labels: np.ndarray, groups: np.ndarray, n_splits: int, seed: int
-) -> list[np.ndarray]:
+    labels: NDArray[Any], groups: NDArray[Any], n_splits: int, seed: int
+) -> list[Indices]:
     """Positions (into ``labels``) of each of ``n_splits`` lesion-grouped, stratified folds."""
     if len(np.unique(groups)) < n_splits:
         raise ValueError(
@@ -102,18 +107,18 @@ def _stratified_group_folds(
 
 
 def holdout_split(
-    labels: Sequence[int], groups: Sequence[int], fraction: float, *, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+    labels: ArrayLike, groups: ArrayLike, fraction: float, *, seed: int
+) -> tuple[Indices, Indices]:
     """(kept, held out) positions; about ``fraction`` of the data held out, grouped and stratified.
 
     The held-out part is one fold of ``round(1 / fraction)`` stratified group folds.
     """
-    labels, groups = np.asarray(labels), np.asarray(groups)
+    y, group = np.asarray(labels), np.asarray(groups)
     if not 0 < fraction < 1:
         raise ValueError("a held-out fraction must be between 0 and 1")
     n_splits = max(2, round(1 / fraction))
-    held = np.sort(_stratified_group_folds(labels, groups, n_splits, seed)[0])
-    kept = np.setdiff1d(np.arange(len(labels)), held)
+    held = np.sort(_stratified_group_folds(y, group, n_splits, seed)[0])
+    kept = np.setdiff1d(np.arange(len(y)), held)
     return kept, held
 
 
@@ -140,7 +145,7 @@ def make_splits(
         development, test = everything, np.array([], dtype=int)
 
     dev_labels, dev_groups = labels[development], groups[development]
-    pairs: list[tuple[np.ndarray, np.ndarray]] = []
+    pairs: list[tuple[Indices, Indices]] = []
     if folds == 1:
         train, validation = holdout_split(
             dev_labels, dev_groups, validation_fraction, seed=seed + 1

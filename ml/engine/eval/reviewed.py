@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 CALIBRATION_BINS = 10
 
@@ -30,39 +31,42 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def performance(records: list[ReviewedPrediction], class_codes: list[str]) -> dict:
-    """Agreement, malignant sensitivity/specificity, confusion matrix, calibration and counts.
+def _malignant_counts(records: list[ReviewedPrediction]) -> dict[str, Any]:
+    """tp/fn/fp/tn of the malignant category, with sensitivity and specificity."""
+    tp = fn = fp = 0
+    for r in records:
+        said, truth = r.predicted_category == "malignant", r.final_category == "malignant"
+        tp += said and truth
+        fn += not said and truth
+        fp += said and not truth
+    tn = len(records) - tp - fn - fp
+    return {
+        "tp": tp,
+        "fn": fn,
+        "fp": fp,
+        "tn": tn,
+        "sensitivity": _ratio(tp, tp + fn),
+        "specificity": _ratio(tn, tn + fp),
+    }
 
-    Malignant is the positive class: the model says malignant when its category is malignant;
-    the truth is malignant when the reviewer's final diagnosis belongs to a malignant class.
-    """
-    total = len(records)
-    agreed = sum(1 for r in records if r.final_diagnosis == r.top_diagnosis)
-    tp = sum(
-        1
-        for r in records
-        if r.predicted_category == "malignant" and r.final_category == "malignant"
-    )
-    fn = sum(
-        1
-        for r in records
-        if r.predicted_category != "malignant" and r.final_category == "malignant"
-    )
-    fp = sum(
-        1
-        for r in records
-        if r.predicted_category == "malignant" and r.final_category != "malignant"
-    )
-    tn = total - tp - fn - fp
 
+def _confusion(
+    records: list[ReviewedPrediction], class_codes: list[str]
+) -> tuple[list[str], list[list[int]]]:
+    """(labels, matrix): the model's classes then any other final diagnosis, in that order;
+    rows are the reviewer's diagnosis, columns the model's top diagnosis."""
     codes = list(class_codes)
     extra = sorted({r.final_diagnosis for r in records} - set(codes))
     labels = codes + extra
     index = {code: i for i, code in enumerate(labels)}
     matrix = [[0] * len(labels) for _ in labels]
-    for r in records:  # rows: the reviewer's diagnosis, columns: the model's top diagnosis
+    for r in records:
         matrix[index[r.final_diagnosis]][index[r.top_diagnosis]] += 1
+    return labels, matrix
 
+
+def _calibration_bins(records: list[ReviewedPrediction]) -> list[dict[str, Any]]:
+    """Non-empty equal-width bins of the malignant probability, against the reviewers."""
     bins = []
     for b in range(CALIBRATION_BINS):
         low, high = b / CALIBRATION_BINS, (b + 1) / CALIBRATION_BINS
@@ -83,43 +87,48 @@ def performance(records: list[ReviewedPrediction], class_codes: list[str]) -> di
                     / len(members),
                 }
             )
+    return bins
 
-    def breakdown(key) -> dict:
-        groups: dict[str, list[ReviewedPrediction]] = defaultdict(list)
-        for r in records:
-            groups[getattr(r, key) or "unknown"].append(r)
-        return {
-            name: {
-                "count": len(items),
-                "agreement": _ratio(
-                    sum(i.final_diagnosis == i.top_diagnosis for i in items), len(items)
-                ),
-            }
-            for name, items in sorted(groups.items())
-        }
 
+def _breakdown(records: list[ReviewedPrediction], key: str) -> dict[str, dict[str, Any]]:
+    """Count and agreement per value of ``key`` (a ``ReviewedPrediction`` field)."""
+    groups: dict[str, list[ReviewedPrediction]] = defaultdict(list)
+    for r in records:
+        groups[getattr(r, key) or "unknown"].append(r)
     return {
-        "reviewed": total,
-        "agreement_rate": _ratio(agreed, total),
-        "malignant": {
-            "tp": tp,
-            "fn": fn,
-            "fp": fp,
-            "tn": tn,
-            "sensitivity": _ratio(tp, tp + fn),
-            "specificity": _ratio(tn, tn + fp),
-        },
-        "labels": labels,
-        "confusion_matrix": matrix,
-        "calibration": bins,
-        "final_diagnoses": dict(Counter(r.final_diagnosis for r in records)),
-        "per_clinic": breakdown("clinic"),
-        "per_fitzpatrick_type": breakdown("fitzpatrick_type"),
-        "per_anatomic_site": breakdown("anatomic_site"),
+        name: {
+            "count": len(items),
+            "agreement": _ratio(
+                sum(i.final_diagnosis == i.top_diagnosis for i in items), len(items)
+            ),
+        }
+        for name, items in sorted(groups.items())
     }
 
 
-def calibration_png(report: dict) -> bytes:
+def performance(records: list[ReviewedPrediction], class_codes: list[str]) -> dict[str, Any]:
+    """Agreement, malignant sensitivity/specificity, confusion matrix, calibration and counts.
+
+    Malignant is the positive class: the model says malignant when its category is malignant;
+    the truth is malignant when the reviewer's final diagnosis belongs to a malignant class.
+    """
+    agreed = sum(1 for r in records if r.final_diagnosis == r.top_diagnosis)
+    labels, matrix = _confusion(records, class_codes)
+    return {
+        "reviewed": len(records),
+        "agreement_rate": _ratio(agreed, len(records)),
+        "malignant": _malignant_counts(records),
+        "labels": labels,
+        "confusion_matrix": matrix,
+        "calibration": _calibration_bins(records),
+        "final_diagnoses": dict(Counter(r.final_diagnosis for r in records)),
+        "per_clinic": _breakdown(records, "clinic"),
+        "per_fitzpatrick_type": _breakdown(records, "fitzpatrick_type"),
+        "per_anatomic_site": _breakdown(records, "anatomic_site"),
+    }
+
+
+def calibration_png(report: dict[str, Any]) -> bytes:
     """A reliability diagram of the malignant probability against the reviewers (PNG)."""
     import matplotlib
 

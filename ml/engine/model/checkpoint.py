@@ -16,20 +16,40 @@ No Django here. A checkpoint is one ``torch.save`` file holding a dict of plain 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeGuard
 
 import torch
+from torch import nn
 
+from ml.engine.files import sha256_file
 from ml.engine.model.network import BACKBONES, SkinSenseNet, head_from_linear_shapes
 from ml.engine.model.taxonomy import DiagnosisClass, classes_from_dicts
+from ml.engine.model.thresholds import DEFAULT_THRESHOLDS, with_defaults
 from ml.engine.model.transforms import default_preprocessing
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "Checkpoint",
+    "CheckpointError",
+    "checkpoint_from_object",
+    "from_original_layout",
+    "head_output_size",
+    "is_skinsense_checkpoint",
+    "load_checkpoint",
+    "original_trunk_state",
+    "read_weights_file",
+    "save_checkpoint",
+]
 
 FORMAT = "skinsense.checkpoint"
 FORMAT_VERSION = 1
-DEFAULT_THRESHOLDS = {"malignant": 0.5, "confidence": 0.5}
+StateDict = dict[str, torch.Tensor]
 
 
 class CheckpointError(ValueError):
@@ -40,13 +60,13 @@ class CheckpointError(ValueError):
 class Checkpoint:
     backbone: str
     classes: list[DiagnosisClass]
-    state_dict: dict[str, torch.Tensor]
-    preprocessing: dict = field(default_factory=default_preprocessing)
+    state_dict: StateDict
+    preprocessing: dict[str, Any] = field(default_factory=default_preprocessing)
     temperature: float = 1.0
-    thresholds: dict = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
-    metadata: dict = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    metadata: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -83,14 +103,6 @@ class Checkpoint:
         return model.eval()
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> str:
     """Write the checkpoint; returns the file's SHA-256."""
     path = Path(path)
@@ -99,7 +111,60 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> str:
     return sha256_file(path)
 
 
-def _linear_shapes(state_dict: dict, prefix: str) -> dict[int, tuple[int, int]]:
+# --- reading --------------------------------------------------------------------------------
+
+
+def read_weights_file(path: str | Path) -> object:
+    """What a weights file holds (tensors and plain data only: ``weights_only``), read once;
+    ``checkpoint_from_object`` makes a Checkpoint of it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
+        raise CheckpointError(f"cannot read {Path(path).name} as a PyTorch checkpoint: {exc}")
+
+
+def is_skinsense_checkpoint(obj: object) -> TypeGuard[dict[str, Any]]:
+    """Whether ``obj`` (from ``read_weights_file``) is in the SkinSense checkpoint format."""
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def load_checkpoint(path: str | Path, *, classes: list[DiagnosisClass] | None = None) -> Checkpoint:
+    """Read a SkinSense checkpoint, or an original-layout one (then ``classes`` is needed)."""
+    return checkpoint_from_object(read_weights_file(path), classes=classes)
+
+
+def checkpoint_from_object(
+    obj: object, *, classes: list[DiagnosisClass] | None = None
+) -> Checkpoint:
+    """A Checkpoint of what a weights file held: the SkinSense format as it is, the original
+    layout converted (``from_original_layout``, which needs ``classes``)."""
+    if not is_skinsense_checkpoint(obj):
+        return from_original_layout(obj, classes=classes)
+    if obj.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"unsupported checkpoint version {obj.get('format_version')}")
+    if obj["backbone"] not in BACKBONES:
+        raise CheckpointError(f"unknown backbone {obj['backbone']!r}")
+    try:
+        stored_classes = classes_from_dicts(obj["classes"])
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"bad class list: {exc}")
+    return Checkpoint(
+        backbone=obj["backbone"],
+        classes=stored_classes,
+        state_dict=obj["state_dict"],
+        preprocessing=obj.get("preprocessing") or default_preprocessing(),
+        temperature=float(obj.get("temperature", 1.0)),
+        thresholds=with_defaults(obj.get("thresholds")),
+        metadata=obj.get("metadata") or {},
+    )
+
+
+# --- heads ----------------------------------------------------------------------------------
+
+
+def _linear_shapes(
+    state_dict: Mapping[str, torch.Tensor], prefix: str
+) -> dict[int, tuple[int, int]]:
     shapes: dict[int, tuple[int, int]] = {}
     for key, tensor in state_dict.items():
         if not key.startswith(prefix + "."):
@@ -118,31 +183,45 @@ def _linear_shapes(state_dict: dict, prefix: str) -> dict[int, tuple[int, int]]:
     return shapes
 
 
-def _head_for(state_dict: dict, prefix: str):
+def _head_for(state_dict: Mapping[str, torch.Tensor], prefix: str) -> nn.Module:
     return head_from_linear_shapes(_linear_shapes(state_dict, prefix))
 
 
-def head_output_size(state_dict: dict, prefix: str) -> int:
+def head_output_size(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
     shapes = _linear_shapes(state_dict, prefix)
     return shapes[max(shapes)][0]
 
 
-def _unwrap_state_dict(obj) -> dict:
+# --- the original SkinSense layout ----------------------------------------------------------
+
+
+def _is_state_dict(obj: object) -> TypeGuard[StateDict]:
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(v, torch.Tensor) for v in obj.values())
+    )
+
+
+def _unwrap_state_dict(obj: object) -> StateDict:
     if isinstance(obj, dict):
         for key in ("model_state_dict", "state_dict", "model"):
             inner = obj.get(key)
-            if (
-                isinstance(inner, dict)
-                and inner
-                and all(isinstance(v, torch.Tensor) for v in inner.values())
-            ):
-                return inner
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return obj
+            if _is_state_dict(inner):
+                return dict(inner)
+        if _is_state_dict(obj):
+            return dict(obj)
     raise CheckpointError("the file holds neither a SkinSense checkpoint nor a state dict")
 
 
-def _infer_backbone(trunk_state: dict) -> str:
+def original_trunk_state(state: Mapping[str, torch.Tensor]) -> StateDict:
+    """The torchvision ResNet weights of an original-layout state dict: the ``model.*`` keys
+    without their prefix, less the classifier (``fc.*``) the trunk does not have."""
+    trunk = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+    return {k: v for k, v in trunk.items() if not k.startswith("fc.")}
+
+
+def _infer_backbone(trunk_state: Mapping[str, torch.Tensor]) -> str:
     blocks = {int(m.group(1)) for k in trunk_state if (m := re.match(r"layer3\.(\d+)\.", k))}
     is_bottleneck = any(k.startswith("layer1.0.conv3.") for k in trunk_state)
     layer3 = max(blocks) + 1 if blocks else 0
@@ -158,30 +237,44 @@ def _infer_backbone(trunk_state: dict) -> str:
     return backbone
 
 
-def from_original_layout(
-    obj, *, classes: list[DiagnosisClass] | None, class_names_key: str = "class_names"
-) -> Checkpoint:
-    """Convert the original SkinSense layout: ResNet under ``model.*``, ``binary_head``,
-    ``multi_head`` (27 classes in the original). The class list comes from the file when it
-    carries one (``class_names``/``classes``), else from ``classes``.
-    """
-    state = _unwrap_state_dict(obj)
+def _convert_original_state(state: StateDict) -> tuple[StateDict, StateDict]:
+    """(trunk weights, SkinSenseNet state dict) of an original-layout state dict."""
     if not any(k.startswith("model.") for k in state) or not any(
         k.startswith("multi_head.") for k in state
     ):
         raise CheckpointError(
             "not the original SkinSense layout: expected keys model.*, binary_head.*, multi_head.*"
         )
-    trunk = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
-    trunk = {k: v for k, v in trunk.items() if not k.startswith("fc.")}
+    unknown = [k for k in state if not k.startswith(("model.", "binary_head.", "multi_head."))]
+    if unknown:
+        raise CheckpointError(f"unexpected keys in the original checkpoint: {unknown[:5]}")
+    trunk = original_trunk_state(state)
     converted = {f"trunk.{k}": v for k, v in trunk.items()}
     for key, value in state.items():
         if key.startswith(("binary_head.", "multi_head.")):
             converted[key] = value
-    unknown = [k for k in state if not k.startswith(("model.", "binary_head.", "multi_head."))]
-    if unknown:
-        raise CheckpointError(f"unexpected keys in the original checkpoint: {unknown[:5]}")
+    return trunk, converted
 
+
+def _check_original_heads(converted: StateDict, classes: list[DiagnosisClass]) -> None:
+    outputs = head_output_size(converted, "multi_head")
+    if outputs != len(classes):
+        raise CheckpointError(
+            f"the multi-class head has {outputs} outputs but the class list has {len(classes)}"
+        )
+    binary_outputs = head_output_size(converted, "binary_head")
+    if binary_outputs not in (1, 2):
+        raise CheckpointError(f"the binary head has {binary_outputs} outputs; expected 1 or 2")
+
+
+def from_original_layout(
+    obj: object, *, classes: list[DiagnosisClass] | None, class_names_key: str = "class_names"
+) -> Checkpoint:
+    """Convert the original SkinSense layout: ResNet under ``model.*``, ``binary_head``,
+    ``multi_head`` (27 classes in the original). The class list comes from the file when it
+    carries one (``class_names``/``classes``), else from ``classes``.
+    """
+    trunk, converted = _convert_original_state(_unwrap_state_dict(obj))
     if classes is None and isinstance(obj, dict):
         names = obj.get(class_names_key) or obj.get("classes")
         if names:
@@ -191,44 +284,10 @@ def from_original_layout(
             )
     if classes is None:
         raise CheckpointError("the original layout needs a class list (register_model --classes)")
-    outputs = head_output_size(converted, "multi_head")
-    if outputs != len(classes):
-        raise CheckpointError(
-            f"the multi-class head has {outputs} outputs but the class list has {len(classes)}"
-        )
-    binary_outputs = head_output_size(converted, "binary_head")
-    if binary_outputs not in (1, 2):
-        raise CheckpointError(f"the binary head has {binary_outputs} outputs; expected 1 or 2")
+    _check_original_heads(converted, classes)
     return Checkpoint(
         backbone=_infer_backbone(trunk),
         classes=classes,
         state_dict=converted,
         metadata={"converted_from": "original SkinSense layout"},
     )
-
-
-def load_checkpoint(path: str | Path, *, classes: list[DiagnosisClass] | None = None) -> Checkpoint:
-    """Read a SkinSense checkpoint, or an original-layout one (then ``classes`` is needed)."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise CheckpointError(f"cannot read {Path(path).name} as a PyTorch checkpoint: {exc}")
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        if obj.get("format_version") != FORMAT_VERSION:
-            raise CheckpointError(f"unsupported checkpoint version {obj.get('format_version')}")
-        if obj["backbone"] not in BACKBONES:
-            raise CheckpointError(f"unknown backbone {obj['backbone']!r}")
-        try:
-            stored_classes = classes_from_dicts(obj["classes"])
-        except (KeyError, ValueError) as exc:
-            raise CheckpointError(f"bad class list: {exc}")
-        return Checkpoint(
-            backbone=obj["backbone"],
-            classes=stored_classes,
-            state_dict=obj["state_dict"],
-            preprocessing=obj.get("preprocessing") or default_preprocessing(),
-            temperature=float(obj.get("temperature", 1.0)),
-            thresholds={**DEFAULT_THRESHOLDS, **(obj.get("thresholds") or {})},
-            metadata=obj.get("metadata") or {},
-        )
-    return from_original_layout(obj, classes=classes)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision import models
+from torchvision import models  # type: ignore[import-untyped]  # no stubs, no py.typed
 
 BACKBONES = {
     "resnet18": models.resnet18,
@@ -76,9 +76,6 @@ class SkinSenseNet(nn.Module):
         self.multi_head = multi_head if multi_head is not None else nn.Linear(features, num_classes)
         self.num_classes = num_classes
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk(x)
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.dropout(self.trunk(x))
         binary = self.binary_head(features)
@@ -86,4 +83,5 @@ class SkinSenseNet(nn.Module):
             binary_logit = binary[:, 1] - binary[:, 0]
         else:
             binary_logit = binary[:, 0]
-        return binary_logit, self.multi_head(features)
+        class_logits: torch.Tensor = self.multi_head(features)
+        return binary_logit, class_logits

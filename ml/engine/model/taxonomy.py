@@ -8,6 +8,7 @@ the class's ISIC hierarchical diagnosis (``isic_metadata``), never hard-coded in
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from isic_metadata.diagnosis_hierarchical import DiagnosisEnum
 
@@ -21,13 +22,13 @@ class DiagnosisClass:
     category: str  # one of CATEGORIES
     isic_diagnosis: str = ""  # the ISIC hierarchical diagnosis, e.g. "Benign:...:Nevus"
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str]:
         return asdict(self)
 
 
 def category_of(isic_diagnosis: str) -> str:
     """Top-level category (lower-case) of an ISIC hierarchical diagnosis or a terminal name."""
-    value = DiagnosisEnum.accept_terminal_values(isic_diagnosis)
+    value: str = DiagnosisEnum.accept_terminal_values(isic_diagnosis)
     try:
         DiagnosisEnum(value)
     except ValueError as exc:
@@ -37,7 +38,7 @@ def category_of(isic_diagnosis: str) -> str:
 
 def resolve_isic(term: str) -> str:
     """The full hierarchical value for an ISIC diagnosis given in full or by its last level."""
-    value = DiagnosisEnum.accept_terminal_values(term)
+    value: str = DiagnosisEnum.accept_terminal_values(term)
     try:
         DiagnosisEnum(value)
     except ValueError:
@@ -50,7 +51,7 @@ def make_class(code: str, name: str, isic_term: str) -> DiagnosisClass:
     return DiagnosisClass(code=code, name=name, category=category_of(isic), isic_diagnosis=isic)
 
 
-def classes_from_dicts(items: list[dict]) -> list[DiagnosisClass]:
+def classes_from_dicts(items: list[dict[str, Any]]) -> list[DiagnosisClass]:
     """Validate a stored class list (checkpoint or ModelVersion.classes)."""
     classes = []
     for item in items:

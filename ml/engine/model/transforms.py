@@ -7,17 +7,19 @@ checkpoint and ModelVersion), so a worker preprocesses exactly as the model was 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
-from PIL import Image
-from torchvision.transforms import InterpolationMode
+from torchvision.transforms import InterpolationMode  # type: ignore[import-untyped]
 from torchvision.transforms import v2 as T
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def default_preprocessing(image_size: int = 224) -> dict:
+def default_preprocessing(image_size: int = 224) -> dict[str, Any]:
     return {
         "image_size": image_size,
         "resize_size": round(image_size * 256 / 224),
@@ -27,7 +29,7 @@ def default_preprocessing(image_size: int = 224) -> dict:
     }
 
 
-def eval_transform(preprocessing: dict) -> T.Compose:
+def eval_transform(preprocessing: Mapping[str, Any]) -> T.Compose:
     """PIL RGB image -> float[3, S, S] normalised tensor (resize shorter side, centre crop)."""
     interpolation = InterpolationMode(preprocessing.get("interpolation", "bilinear"))
     return T.Compose(
@@ -41,19 +43,24 @@ def eval_transform(preprocessing: dict) -> T.Compose:
     )
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """How strongly training images are varied (the defaults are the training recipe's)."""
+
+    scale: tuple[float, float] = (0.4, 1.0)
+    rotation_degrees: float = 180.0
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.0
+    sharpness_factor: float = 2.0
+    sharpness_p: float = 0.3
+    blur_sigma: tuple[float, float] = (0.1, 1.5)
+    blur_p: float = 0.2
+
+
 def train_transform(
-    preprocessing: dict,
-    *,
-    scale: tuple[float, float] = (0.4, 1.0),
-    rotation_degrees: float = 180.0,
-    brightness: float = 0.2,
-    contrast: float = 0.2,
-    saturation: float = 0.2,
-    hue: float = 0.0,
-    sharpness_factor: float = 2.0,
-    sharpness_p: float = 0.3,
-    blur_sigma: tuple[float, float] = (0.1, 1.5),
-    blur_p: float = 0.2,
+    preprocessing: Mapping[str, Any], augmentation: Augmentation | None = None
 ) -> T.Compose:
     """PIL RGB image -> float[3, S, S] normalised tensor, randomly augmented (training only).
 
@@ -65,6 +72,7 @@ def train_transform(
     centre S×S is kept, so a rotated image never shows filled corners. Given a PIL image, every
     augmentation runs in PIL (faster than on tensors on a CPU) and the tensor is made last.
     """
+    aug = augmentation or Augmentation()
     interpolation = InterpolationMode(preprocessing.get("interpolation", "bilinear"))
     size = preprocessing["image_size"]
     # The circle inscribed in a square of side S·√2 covers the S×S centre at any angle.
@@ -73,23 +81,22 @@ def train_transform(
     return T.Compose(
         [
             T.RandomResizedCrop(
-                rotated_size, scale=scale, interpolation=interpolation, antialias=True
+                rotated_size, scale=aug.scale, interpolation=interpolation, antialias=True
             ),
             T.RandomHorizontalFlip(),
             T.RandomVerticalFlip(),
-            T.RandomRotation(rotation_degrees, interpolation=interpolation),
+            T.RandomRotation(aug.rotation_degrees, interpolation=interpolation),
             T.CenterCrop(size),
-            T.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue),
-            T.RandomAdjustSharpness(sharpness_factor, p=sharpness_p),
-            T.RandomApply([T.GaussianBlur(kernel, sigma=blur_sigma)], p=blur_p),
+            T.ColorJitter(
+                brightness=aug.brightness,
+                contrast=aug.contrast,
+                saturation=aug.saturation,
+                hue=aug.hue,
+            ),
+            T.RandomAdjustSharpness(aug.sharpness_factor, p=aug.sharpness_p),
+            T.RandomApply([T.GaussianBlur(kernel, sigma=aug.blur_sigma)], p=aug.blur_p),
             T.ToImage(),
             T.ToDtype(torch.float32, scale=True),
             T.Normalize(mean=preprocessing["mean"], std=preprocessing["std"]),
         ]
     )
-
-
-def load_rgb(path) -> Image.Image:
-    """Open a stored (already validated and normalised) image as RGB."""
-    with Image.open(path) as image:
-        return image.convert("RGB")

@@ -7,10 +7,17 @@ never loads torch. ``serve.torch_predictor`` (the PyTorch backend) uses these sa
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ml.engine.model.taxonomy import DiagnosisClass
+from ml.engine.model.thresholds import DEFAULT_THRESHOLDS
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+Thresholds = Mapping[str, float]  # "malignant", "confidence": see model.thresholds
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,7 @@ def interpret(
     malignant_probability: float,
     diagnosis_probabilities: dict[str, float],
     classes: list[DiagnosisClass],
-    thresholds: dict,
+    thresholds: Thresholds,
 ) -> tuple[str, str, float, bool]:
     """Read the two heads together. Returns (top_diagnosis, category, top_probability, uncertain).
 
@@ -40,12 +47,11 @@ def interpret(
     probability is below the model's confidence threshold: "uncertain — refer".
     """
     by_code = {c.code: c for c in classes}
-    top_code = max(diagnosis_probabilities, key=diagnosis_probabilities.get)
+    top_code = max(diagnosis_probabilities, key=diagnosis_probabilities.__getitem__)
     top_probability = diagnosis_probabilities[top_code]
     top_category = by_code[top_code].category
-    malignant_threshold = float(thresholds.get("malignant", 0.5))
-    says_malignant = malignant_probability >= malignant_threshold
-    uncertain = top_probability < float(thresholds.get("confidence", 0.5))
+    says_malignant = malignant_probability >= _threshold(thresholds, "malignant")
+    uncertain = top_probability < _threshold(thresholds, "confidence")
     if says_malignant:
         category = "malignant"
         uncertain = uncertain or top_category == "benign"
@@ -57,12 +63,16 @@ def interpret(
     return top_code, category, top_probability, uncertain
 
 
+def _threshold(thresholds: Thresholds, name: str) -> float:
+    return float(thresholds.get(name, DEFAULT_THRESHOLDS[name]))
+
+
 def read_heads(
     *,
     malignant_probability: float,
     diagnosis_probabilities: dict[str, float],
     classes: list[DiagnosisClass],
-    thresholds: dict,
+    thresholds: Thresholds,
     inference_ms: float,
 ) -> PredictionResult:
     """One image's calibrated probabilities, read with ``thresholds`` into a PredictionResult."""
@@ -79,7 +89,7 @@ def read_heads(
         top_probability=top_probability,
         category=category,
         uncertain=uncertain,
-        malignant_threshold=float(thresholds.get("malignant", 0.5)),
+        malignant_threshold=_threshold(thresholds, "malignant"),
         inference_ms=inference_ms,
     )
 
@@ -90,7 +100,7 @@ def read_batch(
     *,
     codes: list[str],
     classes: list[DiagnosisClass],
-    thresholds: dict,
+    thresholds: Thresholds,
     inference_ms: float,
 ) -> list[PredictionResult]:
     """A batch's rows (malignant probability, class probabilities in ``codes`` order) read."""
@@ -114,13 +124,16 @@ class BatchPredictor:
 
     codes: list[str]
     classes: list[DiagnosisClass]
-    thresholds: dict
+    thresholds: dict[str, float]
 
-    def batch_probabilities(self, images: Sequence) -> tuple[list, list]:
+    def batch_probabilities(
+        self, images: Sequence[Image.Image]
+    ) -> tuple[list[float], list[list[float]]]:
+        """(malignant probability per image, class probabilities per image) of ``images``."""
         raise NotImplementedError
 
     def predict_batch(
-        self, images: Sequence, *, thresholds: dict | None = None
+        self, images: Sequence[Image.Image], *, thresholds: Thresholds | None = None
     ) -> list[PredictionResult]:
         """``thresholds`` overrides the model's own (a clinic's operating point)."""
         if not images:
@@ -138,5 +151,7 @@ class BatchPredictor:
             inference_ms=elapsed_ms,
         )
 
-    def predict(self, image, *, thresholds: dict | None = None) -> PredictionResult:
+    def predict(
+        self, image: Image.Image, *, thresholds: Thresholds | None = None
+    ) -> PredictionResult:
         return self.predict_batch([image], thresholds=thresholds)[0]

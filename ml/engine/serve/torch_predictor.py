@@ -1,24 +1,38 @@
-"""Serving: a Predictor loaded once per worker process, and how its outputs are read.
+"""The PyTorch serving backend: a Predictor loaded once per worker process.
 
-No Django here. ``get_predictor`` caches one Predictor per (weights file, SHA-256, device) in the
-process; the file's hash is checked before a single byte of it is unpickled, so a worker refuses
-weights that differ from what the registry recorded.
+No Django here. ``get_predictor`` keeps one Predictor per process, keyed on (weights file,
+SHA-256, device); the file's hash is checked before a single byte of it is unpickled, so a
+worker refuses weights that differ from what the registry recorded. Outputs are read by
+``serve.base``, as the ONNX Runtime backend's are.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from PIL import Image
 
-from ml.engine.model.checkpoint import Checkpoint, load_checkpoint, sha256_file
+from ml.engine.files import sha256_file
+from ml.engine.model.checkpoint import Checkpoint, load_checkpoint
 from ml.engine.model.transforms import eval_transform
+from ml.engine.serve import gradcam
 from ml.engine.serve.base import BatchPredictor, PredictionResult, interpret
 
-__all__ = ["PredictionResult", "Predictor", "WeightsMismatchError", "get_predictor", "interpret"]
+__all__ = [
+    "PredictionResult",
+    "Predictor",
+    "WeightsMismatchError",
+    "clear_cache",
+    "get_predictor",
+    "interpret",
+    "pick_device",
+]
 
 
 class WeightsMismatchError(RuntimeError):
@@ -50,7 +64,8 @@ class Predictor(BatchPredictor):
         # channels_last everywhere; on CUDA also fp16 autocast (AMP) and cuDNN's algorithm search
         # (inputs of one size, so the search runs once).
         model = checkpoint.build_model(take_weights=True)
-        model = model.to(self.device, memory_format=torch.channels_last)
+        # torch's overloads of Module.to omit (device, memory_format) together; torch takes them.
+        model = model.to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.amp = self.device.type == "cuda"
         if self.amp:
             torch.backends.cudnn.benchmark = True
@@ -70,7 +85,7 @@ class Predictor(BatchPredictor):
                 )
         return cls(load_checkpoint(path), device=device)
 
-    def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """PIL images -> float[N, 3, S, S] on the predictor's device."""
         batch = torch.stack([self.transform(image.convert("RGB")) for image in images])
         return batch.to(self.device, memory_format=torch.channels_last)
@@ -81,7 +96,9 @@ class Predictor(BatchPredictor):
             binary_logit, class_logits = self.model(batch)
         return binary_logit.float(), class_logits.float()
 
-    def batch_probabilities(self, images: list[Image.Image]) -> tuple[list, list]:
+    def batch_probabilities(
+        self, images: Sequence[Image.Image]
+    ) -> tuple[list[float], list[list[float]]]:
         step = self.cpu_chunk if self.device.type == "cpu" else len(images)
         parts = [
             self.logits(self.preprocess(images[i : i + step])) for i in range(0, len(images), step)
@@ -92,60 +109,32 @@ class Predictor(BatchPredictor):
         probabilities = torch.softmax(class_logits / self.temperature, dim=1).cpu()
         return malignant.tolist(), probabilities.tolist()
 
-    def grad_cam(self, image: Image.Image) -> np.ndarray:
-        """Grad-CAM of the malignant head over the trunk's last stage (``layer4``).
-
-        Returns float32[S, S] in [0, 1], in the coordinates of the model's input (the centre crop
-        of the eval preset): where the features that raised the malignant logit were.
-        """
-        batch = self.preprocess([image])
-        captured: dict[str, torch.Tensor] = {}
-
-        def keep(_module, _inputs, output):
-            output.retain_grad()
-            captured["activations"] = output
-
-        layer = self.model.trunk.layer4
-        handle = layer.register_forward_hook(keep)
-        try:
-            with self._lock, torch.enable_grad():
-                malignant_logit, _ = self.model(batch)
-                self.model.zero_grad(set_to_none=True)
-                malignant_logit.sum().backward()
-                activations = captured["activations"]
-                weights = activations.grad.mean(dim=(2, 3), keepdim=True)  # [1, C, 1, 1]
-                cam = torch.relu((weights * activations).sum(dim=1, keepdim=True)).detach()
-                self.model.zero_grad(set_to_none=True)
-        finally:
-            handle.remove()
-        size = batch.shape[-1]
-        cam = torch.nn.functional.interpolate(cam, size=(size, size), mode="bilinear")[0, 0]
-        peak = float(cam.max())
-        cam = cam / peak if peak > 0 else cam
-        return cam.cpu().numpy().astype(np.float32)
+    def grad_cam(self, image: Image.Image) -> NDArray[np.float32]:
+        """Grad-CAM of the malignant head for one image (see ``serve.gradcam.grad_cam``):
+        float32[S, S] in [0, 1] over the model's input crop."""
+        return gradcam.grad_cam(self.model, self.preprocess([image]), lock=self._lock)
 
 
-_cache: dict[tuple[str, str, str], Predictor] = {}
-_cache_lock = threading.Lock()
 load_count = 0  # how many times this process built a Predictor (tests assert it stays at one)
+_load_lock = threading.Lock()  # one load at a time: two threads never load the same weights
+
+
+@functools.lru_cache(maxsize=1)  # one active model per worker: a new one drops the previous
+def _cached_predictor(resolved_path: str, sha256: str, device: str) -> Predictor:
+    global load_count
+    predictor = Predictor.from_file(
+        resolved_path, expected_sha256=sha256, device=pick_device(device)
+    )
+    load_count += 1
+    return predictor
 
 
 def get_predictor(path: str | Path, *, sha256: str, device: str = "auto") -> Predictor:
     """The process-wide Predictor for these weights: loaded on first use, then reused."""
-    global load_count
-    key = (str(Path(path).resolve()), sha256, device)
-    with _cache_lock:
-        predictor = _cache.get(key)
-        if predictor is None:
-            predictor = Predictor.from_file(
-                path, expected_sha256=sha256, device=pick_device(device)
-            )
-            _cache.clear()  # one active model per worker: drop the previous one's memory
-            _cache[key] = predictor
-            load_count += 1
-        return predictor
+    with _load_lock:
+        return _cached_predictor(str(Path(path).resolve()), sha256, device)
 
 
 def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
+    with _load_lock:
+        _cached_predictor.cache_clear()

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ml.engine.data.readers import FORMATS  # torch-free, like the whole of readers
 from ml.models import ModelVersion
 
 
@@ -14,11 +15,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("model_version")
         parser.add_argument("--data", required=True)
-        parser.add_argument(
-            "--format",
-            default="ham10000",
-            choices=["ham10000", "isic2019", "isic-archive", "folder"],
-        )
+        parser.add_argument("--format", default="ham10000", choices=list(FORMATS))
         parser.add_argument("--csv", dest="csv_path")
         parser.add_argument("--metadata", dest="metadata_path")
         parser.add_argument("--max-per-class", type=int)
@@ -28,20 +25,27 @@ class Command(BaseCommand):
         parser.add_argument("--json", dest="json_path", help="Write the full report here")
 
     def handle(self, *args, model_version, **o):
-        from ml.engine.eval.metrics import format_report
-        from ml.engine.model.checkpoint import load_checkpoint, sha256_file
-        from ml.engine.train.run import evaluate_on_data
+        from ml.engine.data.readers import read_samples
+        from ml.engine.eval.report import format_report
+        from ml.engine.files import sha256_file
+        from ml.engine.model.checkpoint import load_checkpoint
+        from ml.engine.train import evaluate_on_data
 
         version = find_model_version(model_version)
         if sha256_file(version.weights_path) != version.weights_sha256:
             raise CommandError(f"the weights of {version} do not match the registry; refusing")
         try:
-            report = evaluate_on_data(
-                load_checkpoint(version.weights_path),
+            checkpoint = load_checkpoint(version.weights_path)
+            sample_set = read_samples(
                 o["data"],
                 o["format"],
+                classes=checkpoint.classes,
                 csv_path=o["csv_path"],
                 metadata_path=o["metadata_path"],
+            )
+            report = evaluate_on_data(
+                checkpoint,
+                sample_set,
                 max_per_class=o["max_per_class"],
                 batch_size=o["batch_size"],
                 num_workers=o["num_workers"],

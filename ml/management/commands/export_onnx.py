@@ -1,4 +1,8 @@
-"""Export a registered model version to ONNX (fp32), and optionally a gated int8 variant."""
+"""Export a registered model version to ONNX (fp32), and optionally a gated int8 variant.
+
+The files land in MODEL_ROOT/onnx, named by the weights' SHA-256, where the ONNX Runtime
+backend looks for them; run at deployment so no worker exports (and loads torch) itself.
+"""
 
 import random
 from collections import defaultdict
@@ -61,8 +65,8 @@ class Command(BaseCommand):
         parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads")
 
     def handle(self, *args, **o):
-        from ml.engine.model.checkpoint import sha256_file
-        from ml.engine.serve.onnx.predict import export_onnx, onnx_path_for, read_sidecar
+        from ml.engine.files import sha256_file
+        from ml.engine.serve.onnx import export_onnx, onnx_path_for, read_sidecar
 
         version = find_model_version(o["model_version"])
         if o["int8"] and not o["calibration_data"]:
@@ -84,16 +88,41 @@ class Command(BaseCommand):
         self._int8(version, fp32_path, read_sidecar(fp32_path), o)
 
     def _int8(self, version: ModelVersion, fp32_path: Path, sidecar: dict, o: dict) -> None:
-        from ml.engine.data.datasets import read_samples
-        from ml.engine.data.splits import group_ids, holdout_split
-        from ml.engine.model.taxonomy import classes_from_dicts
-        from ml.engine.serve.onnx.predict import (
-            evaluate_int8_gate,
+        from ml.engine.files import sha256_file
+        from ml.engine.serve.onnx import (
+            int8_gate,
             onnx_path_for,
             quantize_int8,
-            sha256_of,
             write_sidecar,
         )
+
+        seed, fraction, calibration, evaluation = self._samples(version, o)
+        self.stdout.write(
+            f"int8: calibrating on {len(calibration)} training-split images, gating on "
+            f"{len(evaluation)} held-out images (seed {seed}, test fraction {fraction})"
+        )
+        int8_path = onnx_path_for(fp32_path.parent, version.weights_sha256, variant="int8")
+        quantize_int8(fp32_path, [s.path for s in calibration], int8_path)
+        gate = int8_gate(fp32_path, int8_path, sidecar, evaluation, threads=o["threads"])
+        sidecar["int8"] = {
+            "file": int8_path.name,
+            "sha256": sha256_file(int8_path),
+            **gate,
+            "calibration_images": len(calibration),
+            "data": str(o["calibration_data"]),
+            "format": o["format"],
+            "split": {"seed": seed, "test_fraction": fraction},
+        }
+        write_sidecar(fp32_path, sidecar)
+        self._report(gate, int8_path)
+
+    def _samples(self, version: ModelVersion, o: dict) -> tuple[int, float, list, list]:
+        """(seed, test fraction, calibration samples, held-out samples) of the labelled data:
+        calibration from the training side of the lesion-grouped split, the gate's images
+        from its held-out side, as the model was trained (its seed and fraction by default)."""
+        from ml.engine.data.readers import read_samples
+        from ml.engine.data.splits import group_ids, holdout_split
+        from ml.engine.model.taxonomy import classes_from_dicts
 
         config = (version.metrics or {}).get("config") or {}
         seed = o["seed"] if o["seed"] is not None else int(config.get("seed", 0))
@@ -120,24 +149,9 @@ class Command(BaseCommand):
         evaluation = [samples[i] for i in held_out]
         if o["eval_images"] and o["eval_images"] < len(evaluation):
             evaluation = random.Random(seed).sample(evaluation, o["eval_images"])
-        self.stdout.write(
-            f"int8: calibrating on {len(calibration)} training-split images, gating on "
-            f"{len(evaluation)} held-out images (seed {seed}, test fraction {fraction})"
-        )
+        return seed, fraction, calibration, evaluation
 
-        int8_path = onnx_path_for(fp32_path.parent, version.weights_sha256, variant="int8")
-        quantize_int8(fp32_path, [s.path for s in calibration], int8_path)
-        gate = evaluate_int8_gate(fp32_path, int8_path, sidecar, evaluation, threads=o["threads"])
-        sidecar["int8"] = {
-            "file": int8_path.name,
-            "sha256": sha256_of(int8_path),
-            **gate,
-            "calibration_images": len(calibration),
-            "data": str(o["calibration_data"]),
-            "format": o["format"],
-            "split": {"seed": seed, "test_fraction": fraction},
-        }
-        write_sidecar(fp32_path, sidecar)
+    def _report(self, gate: dict, int8_path: Path) -> None:
         self.stdout.write(
             f"balanced accuracy on {gate['images']} held-out images: "
             f"fp32 {gate['fp32_balanced_accuracy']:.4f}, int8 {gate['int8_balanced_accuracy']:.4f}"

@@ -1,4 +1,8 @@
-"""Register a model checkpoint as a ModelVersion."""
+"""Register a model checkpoint as a ModelVersion.
+
+The file is checked (its weights must fit the network it describes) and rewritten under
+MODEL_ROOT as a self-describing checkpoint named by its SHA-256 (``ml.services``).
+"""
 
 from pathlib import Path
 

@@ -1,18 +1,24 @@
 """Train a model on ISIC-format data, evaluate it on a held-out split, register it."""
 
+from __future__ import annotations
+
 import logging
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from ml.models import TrainingRun, TrainingStatus
+from ml.engine.data.readers import FORMATS  # torch-free, like the whole of readers
+from ml.models import ModelVersion, TrainingRun, TrainingStatus
 from ml.services import model_version_register
 
-FORMATS = ["ham10000", "isic2019", "isic-archive", "folder"]
+if TYPE_CHECKING:  # the engine (torch) loads only when the command runs
+    from ml.engine.train import TrainConfig
 
 
 class Command(BaseCommand):
@@ -24,7 +30,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--data", required=True, help="The data set's folder (or its CSV)")
-        parser.add_argument("--format", choices=FORMATS, default="ham10000")
+        parser.add_argument("--format", choices=list(FORMATS), default="ham10000")
         parser.add_argument("--csv", dest="csv_path", help="The labels CSV, when ambiguous")
         parser.add_argument("--metadata", dest="metadata_path", help="isic2019: metadata CSV")
         parser.add_argument("--folds", type=int, default=5)
@@ -64,39 +70,43 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, **o):
-        from ml.engine.train.run import TrainConfig, WeightsNotAvailableError, train
+        from ml.engine.train import WeightsNotAvailableError, train
 
         data = Path(o["data"])
         if not data.exists():
             raise CommandError(f"--data {data}: no such file or folder")
-        values = {
-            "data": str(data),
-            "format": o["format"],
-            "csv_path": o["csv_path"],
-            "metadata_path": o["metadata_path"],
-            "folds": o["folds"],
-            "run_folds": o["run_folds"],
-            "test_fraction": o["test_fraction"],
-            "epochs": o["epochs"],
-            "image_size": o["image_size"],
-            "backbone": o["backbone"],
-            "init": o["init"],
-            "batch_size": o["batch_size"],
-            "lr": o["lr"],
-            "weight_decay": o["weight_decay"],
-            "optimizer": o["optimizer"],
-            "scheduler": o["scheduler"],
-            "patience": o["patience"],
-            "imbalance": o["imbalance"],
-            "max_per_class": o["max_per_class"],
-            "max_steps_per_epoch": o["max_steps_per_epoch"],
-            "num_workers": o["num_workers"],
-            "device": o["device"],
-            "seed": o["seed"],
-            "resume": o["resume"],
-            "progress": not o["no_progress"],
-        }
+        values = _config_values(o, data)
         run = TrainingRun.objects.create(config=values)
+        config, output_dir = self._configure(run, values, o)
+        log_lines: list[str] = []
+        handler = _ListHandler(log_lines)
+        logging.getLogger("ml").addHandler(handler)
+        try:
+            checkpoint = train(config, self._epoch_recorder(run, log_lines))
+        except (WeightsNotAvailableError, ValueError, FileNotFoundError) as exc:
+            self._fail(run, log_lines, str(exc))
+            raise CommandError(str(exc))
+        except BaseException as exc:
+            self._fail(run, log_lines, "".join(traceback.format_exception(exc))[-4000:])
+            raise
+        finally:
+            logging.getLogger("ml").removeHandler(handler)
+        version = model_version_register(
+            path=Path(output_dir) / "model.pt",
+            name=o["name"],
+            version=o["model_version"] or f"run-{run.pk}",
+            activate=o["activate"],
+            notes=f"Trained by training run {run.pk}: {data} ({o['format']})",
+        )
+        report = checkpoint.metadata.get("test_report") or {}
+        self._succeed(run, log_lines, report, version)
+        self._print_result(report, version, run, output_dir)
+
+    def _configure(self, run: TrainingRun, values: dict, o: dict) -> tuple[TrainConfig, str]:
+        """The run's TrainConfig and output folder (default MODEL_ROOT/runs/<run id>), stored
+        on the TrainingRun."""
+        from ml.engine.train import TrainConfig
+
         output_dir = o["output_dir"] or (
             str(Path(o["resume"]).parent)
             if o["resume"]
@@ -106,9 +116,10 @@ class Command(BaseCommand):
         config = TrainConfig.from_dict(values)
         run.config, run.output_dir = asdict(config), output_dir
         run.save(update_fields=["config", "output_dir"])
-        log_lines: list[str] = []
-        handler = _ListHandler(log_lines)
-        logging.getLogger("ml").addHandler(handler)
+        return config, output_dir
+
+    def _epoch_recorder(self, run: TrainingRun, log_lines: list[str]) -> Callable[[dict], None]:
+        """The training callback: print each epoch and append it to the TrainingRun."""
 
         def on_epoch(metrics: dict) -> None:
             line = f"fold {metrics.get('fold')} epoch {metrics.get('epoch')}: " + ", ".join(
@@ -119,33 +130,12 @@ class Command(BaseCommand):
             run.log = "\n".join(log_lines[-2000:])
             run.save(update_fields=["history", "log", "updated_at"])
 
-        try:
-            checkpoint = train(config, on_epoch)
-        except (WeightsNotAvailableError, ValueError, FileNotFoundError) as exc:
-            self._fail(run, log_lines, str(exc))
-            raise CommandError(str(exc))
-        except BaseException as exc:
-            self._fail(run, log_lines, "".join(traceback.format_exception(exc))[-4000:])
-            raise
-        finally:
-            logging.getLogger("ml").removeHandler(handler)
+        return on_epoch
 
-        model_path = Path(output_dir) / "model.pt"
-        version = model_version_register(
-            path=model_path,
-            name=o["name"],
-            version=o["model_version"] or f"run-{run.pk}",
-            activate=o["activate"],
-            notes=f"Trained by training run {run.pk}: {data} ({o['format']})",
-        )
-        report = checkpoint.metadata.get("test_report") or {}
-        run.status = TrainingStatus.SUCCEEDED
-        run.metrics = report
-        run.model_version = version
-        run.finished_at = timezone.now()
-        run.log = "\n".join(log_lines[-2000:])
-        run.save()
-        from ml.engine.eval.metrics import format_report
+    def _print_result(
+        self, report: dict, version: ModelVersion, run: TrainingRun, output_dir: str
+    ) -> None:
+        from ml.engine.eval.report import format_report
 
         if report:
             self.stdout.write(format_report(report))
@@ -157,12 +147,59 @@ class Command(BaseCommand):
             )
         )
 
-    def _fail(self, run, log_lines, error):
+    def _succeed(
+        self, run: TrainingRun, log_lines: list[str], report: dict, version: ModelVersion
+    ) -> None:
+        run.status = TrainingStatus.SUCCEEDED
+        run.metrics = report
+        run.model_version = version
+        run.finished_at = timezone.now()
+        run.log = "\n".join(log_lines[-2000:])
+        run.save()
+
+    def _fail(self, run: TrainingRun, log_lines: list[str], error: str) -> None:
         run.status = TrainingStatus.FAILED
         run.error = error
         run.log = "\n".join(log_lines[-2000:])
         run.finished_at = timezone.now()
         run.save()
+
+
+# TrainConfig fields taken from the command line as they are.
+_DIRECT_OPTIONS = (
+    "format",
+    "csv_path",
+    "metadata_path",
+    "folds",
+    "run_folds",
+    "test_fraction",
+    "epochs",
+    "image_size",
+    "backbone",
+    "init",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "optimizer",
+    "scheduler",
+    "patience",
+    "imbalance",
+    "max_per_class",
+    "max_steps_per_epoch",
+    "num_workers",
+    "device",
+    "seed",
+    "resume",
+)
+
+
+def _config_values(o: dict, data: Path) -> dict:
+    """The TrainConfig values of the command's options (output_dir is added later)."""
+    return {
+        "data": str(data),
+        **{name: o[name] for name in _DIRECT_OPTIONS},
+        "progress": not o["no_progress"],
+    }
 
 
 class _ListHandler(logging.Handler):
