@@ -2,17 +2,21 @@
 writes to them go through the services (pages and API), never through the admin."""
 
 from django.contrib import admin
+from typing_extensions import override
 
 from diagnosis.models import AuditEvent, Case, Clinic, Lesion, Membership, Patient
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    @override
     def has_add_permission(self, request):
         return False
 
+    @override
     def has_change_permission(self, request, obj=None):
         return False
 
+    @override
     def has_delete_permission(self, request, obj=None):
         return False
 
@@ -76,5 +80,6 @@ class AuditEventAdmin(ReadOnlyAdmin):
     search_fields = ["actor_username", "target_id", "ip"]
     date_hierarchy = "at"
 
+    @override
     def get_actions(self, request):
         return {}  # not even "delete selected"

@@ -7,4 +7,7 @@ class DiagnosisConfig(AppConfig):
     verbose_name = "Clinical records"
 
     def ready(self) -> None:
-        from diagnosis import signals  # noqa: F401 - connects the audit receivers
+        from diagnosis import (
+            signals,  # noqa: F401 - connects the audit receivers
+            tasks,  # noqa: F401 - registers them for sending by name
+        )

@@ -59,7 +59,7 @@ def read_manifest(data: bytes) -> list[dict]:
     return rows
 
 
-def open_archive(upload, *, max_member_bytes: int) -> zipfile.ZipFile:
+def open_archive(upload) -> zipfile.ZipFile:
     try:
         archive = zipfile.ZipFile(upload)
     except (zipfile.BadZipFile, OSError, ValueError):
@@ -92,57 +92,86 @@ def submit_batch(*, user, clinic: Clinic, archive_upload, manifest_upload=None) 
     if not clinic.memberships.filter(user=user).exists():
         raise PermissionDenied("You are not a member of this clinic.")
     max_bytes = settings.UPLOAD_MAX_BYTES
-    archive = open_archive(archive_upload, max_member_bytes=max_bytes)
+    archive = open_archive(archive_upload)
     if manifest_upload is not None:
         manifest = manifest_upload.read(2 * 1024 * 1024)
     else:
         manifest = _member(archive, MANIFEST, 2 * 1024 * 1024)
-    rows = read_manifest(manifest)
     results = []
-    for number, row in enumerate(rows, start=2):  # row 1 is the header
+    for number, row in enumerate(read_manifest(manifest), start=2):  # row 1 is the header
         filename = (row.get("filename") or "").strip()
         result = RowResult(row=number, filename=filename[:200], status="error")
         try:
-            for column in REQUIRED:
-                if not (row.get(column) or "").strip():
-                    raise ValidationError(f"{column} is empty.")
-            content = _member(archive, filename, max_bytes)
-            captured_at = None
-            if (row.get("captured_at") or "").strip():
-                captured_at = parse_datetime(row["captured_at"].strip())
-                if captured_at is None:
-                    raise ValidationError("captured_at is not an ISO 8601 date-time.")
-            with transaction.atomic():
-                patient = Patient.objects.filter(
-                    clinic=clinic, identifier=row["patient"].strip()
-                ).first() or services.patient_create(
-                    user=user,
-                    clinic=clinic,
-                    identifier=row["patient"],
-                    sex=(row.get("sex") or "unknown").strip() or "unknown",
-                    year_of_birth=int(row["year_of_birth"]) if row.get("year_of_birth") else None,
-                )
-                lesion = Lesion.objects.filter(
-                    patient=patient, label=row["lesion"].strip()
-                ).first() or services.lesion_create(
-                    user=user,
-                    patient=patient,
-                    label=row["lesion"],
-                    anatomic_site=(row.get("anatomic_site") or "").strip(),
-                )
-                submission = services.case_submit(
-                    user=user,
-                    lesion=lesion,
-                    upload=SimpleUploadedFile("image", content),
-                    image_type=(row.get("image_type") or "").strip(),
-                    notes=(row.get("notes") or "").strip(),
-                    captured_at=captured_at,
-                )
-            result.case = submission.case.pk
-            result.status = "created" if submission.created else "duplicate"
+            _check_required(row)
+            submission = _submit_row(user, clinic, row, _member(archive, filename, max_bytes))
         except ValidationError as exc:
             result.errors = _messages(exc)
-        except ValueError as exc:
-            result.errors = [f"year_of_birth: {exc}"]
+        else:
+            result.case = submission.case.pk
+            result.status = "created" if submission.created else "duplicate"
         results.append(result)
     return results
+
+
+def _text(row: dict, column: str) -> str:
+    return (row.get(column) or "").strip()
+
+
+def _year_of_birth(row: dict) -> int | None:
+    value = _text(row, "year_of_birth")
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValidationError({"year_of_birth": f"{value!r} is not a year."})
+
+
+def _captured_at(row: dict):
+    value = _text(row, "captured_at")
+    if not value:
+        return None
+    try:
+        captured_at = parse_datetime(value)
+    except ValueError:  # well formed, but no such date (month 13, 31 February)
+        captured_at = None
+    if captured_at is None:
+        raise ValidationError("captured_at is not an ISO 8601 date-time.")
+    return captured_at
+
+
+def _check_required(row: dict) -> None:
+    for column in REQUIRED:
+        if not _text(row, column):
+            raise ValidationError(f"{column} is empty.")
+
+
+def _submit_row(user, clinic: Clinic, row: dict, content: bytes):
+    """One manifest row: its patient and lesion (found, or created), then the case."""
+    captured_at, year_of_birth = _captured_at(row), _year_of_birth(row)
+    with transaction.atomic():
+        patient = Patient.objects.filter(
+            clinic=clinic, identifier=_text(row, "patient")
+        ).first() or services.patient_create(
+            user=user,
+            clinic=clinic,
+            identifier=row["patient"],
+            sex=_text(row, "sex") or "unknown",
+            year_of_birth=year_of_birth,
+        )
+        lesion = Lesion.objects.filter(
+            patient=patient, label=_text(row, "lesion")
+        ).first() or services.lesion_create(
+            user=user,
+            patient=patient,
+            label=row["lesion"],
+            anatomic_site=_text(row, "anatomic_site"),
+        )
+        return services.case_submit(
+            user=user,
+            lesion=lesion,
+            upload=SimpleUploadedFile("image", content),
+            image_type=_text(row, "image_type"),
+            notes=_text(row, "notes"),
+            captured_at=captured_at,
+        )

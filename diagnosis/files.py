@@ -24,6 +24,24 @@ def serve_private_image(file_field, *, filename: str) -> FileResponse:
     return response
 
 
+def audit_view(request, case: Case, *, target_type: str, via: str, **detail) -> None:
+    """Audit that the user was sent one of the case's files (``via`` api or web)."""
+    audit_record(
+        action=AuditAction.VIEW,
+        actor=request.user,
+        target=case,
+        target_type=target_type,
+        detail={**detail, **({"via": via} if via != "web" else {})},
+    )
+
+
+def serve_case_image(request, case: Case, *, via: str = "web") -> FileResponse:
+    """A case's original image (audited), for a case the caller's scoping query found."""
+    audit_view(request, case, target_type="case_image", via=via)
+    extension = "png" if case.image.name.endswith(".png") else "jpg"
+    return serve_private_image(case.image, filename=f"case-{case.pk}.{extension}")
+
+
 # How long a browser keeps a thumbnail before asking again (If-None-Match → 304).
 THUMBNAIL_MAX_AGE = getattr(settings, "THUMBNAIL_MAX_AGE", 24 * 3600)
 
@@ -49,13 +67,7 @@ def serve_case_thumbnail(request, case: Case, *, size: int, via: str = "web"):
         path = thumbnails.case_thumbnail(case, size=size)
     except thumbnails.ThumbnailError:
         raise Http404("The image file is missing.")
-    audit_record(
-        action=AuditAction.VIEW,
-        actor=request.user,
-        target=case,
-        target_type="case_thumbnail",
-        detail={"size": size, **({"via": via} if via != "web" else {})},
-    )
+    audit_view(request, case, target_type="case_thumbnail", via=via, size=size)
     response = FileResponse(path.open("rb"), content_type="image/jpeg")
     for name, value in headers.items():
         response[name] = value

@@ -42,7 +42,7 @@ def lockout_message(request=None) -> str:
     )
 
 
-def lockout_response(request, original_response=None, credentials=None):
+def lockout_response(request, *args, **kwargs):  # axes also passes its response, credentials
     seconds = cool_off_seconds(request)
     if request.path.startswith("/api/"):
         response = JsonResponse({"detail": lockout_message(request)}, status=429)

@@ -212,6 +212,7 @@ class AuditAction(models.TextChoices):
     VIEW = "view", "Viewed"
     CREATE = "create", "Created"
     UPDATE = "update", "Updated"
+    DELETE = "delete", "Deleted"
     REVIEW = "review", "Reviewed"
     EXPORT = "export", "Exported"
     LOGIN = "login", "Logged in"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 
 from diagnosis.models import Case, Clinic, Lesion, Membership, Patient, Role
@@ -22,6 +23,33 @@ def membership_for(*, user, clinic) -> Membership | None:
 def user_can_review(*, user, clinic) -> bool:
     membership = membership_for(user=user, clinic=clinic)
     return membership is not None and membership.can_review
+
+
+def clinics_administered_by(user) -> QuerySet[Clinic]:
+    """The clinics this user is an admin of."""
+    if not user.is_authenticated:
+        return Clinic.objects.none()
+    return Clinic.objects.filter(
+        memberships__user=user, memberships__role=Role.CLINIC_ADMIN
+    ).distinct()
+
+
+def user_is_clinic_admin(*, user, clinic=None) -> bool:
+    """Whether the user administers this clinic (or, without one, any clinic)."""
+    administered = clinics_administered_by(user)
+    return administered.filter(pk=clinic.pk).exists() if clinic else administered.exists()
+
+
+def implied_clinic(clinics: QuerySet[Clinic], *, none: str) -> Clinic:
+    """The clinic a request that names none means: the only one of ``clinics`` (the user's,
+    or those they administer). Several, or none (``none`` says why that is refused), raise a
+    ValidationError on the field ``clinic``."""
+    found = list(clinics[:2])
+    if len(found) == 1:
+        return found[0]
+    raise ValidationError(
+        {"clinic": "You are in several clinics: say which one." if found else none}
+    )
 
 
 def reviewer_clinic_ids(user) -> list[int]:

@@ -11,6 +11,7 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from diagnosis import selectors
 from diagnosis.audit import audit_record
 from diagnosis.models import AuditAction, Case, CaseStatus, Clinic, Lesion, Membership, Patient
 from diagnosis.signals import case_queued
@@ -187,25 +188,24 @@ def case_submit_with_records(
     user,
     clinic: Clinic,
     upload,
-    patient: Patient | None = None,
-    new_patient: dict | None = None,
-    lesion: Lesion | None = None,
-    new_lesion: dict | None = None,
+    patient: Patient | dict,
+    lesion: Lesion | dict,
     image_type: str = "",
     notes: str = "",
     captured_at: datetime | None = None,
 ) -> CaseSubmission:
-    """The new-case page: pick or create the patient and the lesion, and submit the image, in
-    one transaction. The image is validated first, so a refused image creates nothing at all."""
+    """The new-case page: pick or create (from a dict of its fields) the patient and the
+    lesion, and submit the image, in one transaction. The image is validated first, so a
+    refused image creates nothing at all."""
     _require_membership(user=user, clinic=clinic)
     image = validate_image(upload)
     with transaction.atomic():
-        if patient is None:
-            patient = patient_create(user=user, clinic=clinic, **(new_patient or {}))
+        if isinstance(patient, dict):
+            patient = patient_create(user=user, clinic=clinic, **patient)
         if patient.clinic_id != clinic.pk:
             raise ValidationError("The patient belongs to another clinic.")
-        if lesion is None:
-            lesion = lesion_create(user=user, patient=patient, **(new_lesion or {}))
+        if isinstance(lesion, dict):
+            lesion = lesion_create(user=user, patient=patient, **lesion)
         if lesion.patient_id != patient.pk:
             raise ValidationError({"lesion": "This lesion belongs to another patient."})
         return case_submit(
@@ -219,9 +219,7 @@ def case_submit_with_records(
 
 
 def _require_clinic_admin(*, user, clinic: Clinic) -> None:
-    from diagnosis.models import Role
-
-    if not Membership.objects.filter(user=user, clinic=clinic, role=Role.CLINIC_ADMIN).exists():
+    if not selectors.user_is_clinic_admin(user=user, clinic=clinic):
         raise PermissionDenied("Only the clinic's admins manage its members.")
 
 
@@ -272,11 +270,11 @@ def membership_remove(*, admin, membership: Membership) -> None:
     _ensure_an_admin_remains(clinic=membership.clinic, leaving=membership)
     with transaction.atomic():
         audit_record(
-            action=AuditAction.UPDATE,
+            action=AuditAction.DELETE,
             actor=admin,
             clinic=membership.clinic,
             target=membership,
-            detail={"removed": True},
+            detail={"user": membership.user_id, "role": membership.role},
         )
         membership.delete()
 

@@ -15,18 +15,18 @@ case_queued = Signal()  # kwargs: case_id
 
 
 @receiver(user_logged_in, dispatch_uid="audit_login")
-def _logged_in(sender, request, user, **kwargs):
+def _logged_in(*, user, **kwargs):
     audit_record(action=AuditAction.LOGIN, actor=user, target=user, target_type="user")
 
 
 @receiver(user_logged_out, dispatch_uid="audit_logout")
-def _logged_out(sender, request, user, **kwargs):
+def _logged_out(*, user, **kwargs):
     if user is not None:
         audit_record(action=AuditAction.LOGOUT, actor=user, target=user, target_type="user")
 
 
 @receiver(user_login_failed, dispatch_uid="audit_login_failed")
-def _login_failed(sender, credentials, request=None, **kwargs):
+def _login_failed(*, credentials, **kwargs):
     # Only the attempted username is kept (Django has already masked the password).
     audit_record(
         action=AuditAction.LOGIN_FAILED,

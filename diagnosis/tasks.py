@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Task, shared_task
+from typing_extensions import override
 
 from diagnosis import webhooks
 
@@ -10,6 +11,7 @@ MAX_ATTEMPTS = 6
 
 
 class DeliverWebhookTask(Task):
+    @override
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         """The last attempt was refused or unanswered: the delivery is failed."""
         if isinstance(exc, webhooks.DeliveryFailed):

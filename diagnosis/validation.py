@@ -82,8 +82,35 @@ def validate_image(upload) -> CleanImage:
 
     Raises ``ValidationError`` with a message a clinician can act on.
     """
-    max_bytes = settings.UPLOAD_MAX_BYTES
-    max_pixels = settings.UPLOAD_MAX_PIXELS
+    data = _read_bounded(upload, settings.UPLOAD_MAX_BYTES)
+    image_format = _sniff_format(data[:8])
+    if image_format is None:
+        raise ValidationError(
+            "Only JPEG and PNG images are accepted, and this file is neither "
+            "(its content was checked, not its name).",
+            code="unsupported_type",
+        )
+    if image_format == "PNG" and b"IEND\xaeB`\x82" not in data[-4096:]:
+        raise _undecodable(image_format)  # the data may be whole, but the file was cut short
+    rgb = _decode(data, image_format, max_pixels=settings.UPLOAD_MAX_PIXELS)
+    buffer = io.BytesIO()
+    if image_format == "JPEG":
+        rgb.save(buffer, format="JPEG", quality=95, subsampling=0, optimize=True)
+        extension = "jpg"
+    else:
+        rgb.save(buffer, format="PNG")
+        extension = "png"
+    return CleanImage(
+        content=buffer.getvalue(),
+        extension=extension,
+        sha256=hashlib.sha256(data).hexdigest(),
+        width=rgb.width,
+        height=rgb.height,
+    )
+
+
+def _read_bounded(upload, max_bytes: int) -> bytes:
+    """The upload's bytes, refused when larger than ``max_bytes`` (declared or read) or empty."""
     size = getattr(upload, "size", None)
     if size is not None and size > max_bytes:
         raise ValidationError(
@@ -99,83 +126,62 @@ def validate_image(upload) -> CleanImage:
         )
     if not data:
         raise ValidationError("The file is empty.", code="empty")
-    image_format = _sniff_format(data[:8])
-    if image_format is None:
-        raise ValidationError(
-            "Only JPEG and PNG images are accepted, and this file is neither "
-            "(its content was checked, not its name).",
-            code="unsupported_type",
-        )
-    undecodable = ValidationError(
+    return data
+
+
+def _undecodable(image_format: str) -> ValidationError:
+    return ValidationError(
         f"The image could not be decoded: the {image_format} file is damaged or truncated.",
         code="corrupt",
     )
-    if image_format == "PNG" and b"IEND\xaeB`\x82" not in data[-4096:]:
-        raise undecodable  # the image data may be whole, but the file was cut short
-    damaged_metadata = ValidationError(
-        "The image's EXIF metadata is damaged, so its orientation cannot be read. Export or "
-        "save the image again (or remove its metadata) and upload it again.",
-        code="corrupt_metadata",
-    )
+
+
+DAMAGED_METADATA = (
+    "The image's EXIF metadata is damaged, so its orientation cannot be read. Export or "
+    "save the image again (or remove its metadata) and upload it again."
+)
+BOMB = "The image has too many pixels to be processed safely (decompression bomb)."
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+
+
+def _decode(data: bytes, image_format: str, *, max_pixels: int) -> Image.Image:
+    """Verify, decode and orient the image, as RGB. Pillow only warns about broken EXIF and
+    decompression bombs, and reads on; here they are clear refusals."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        # Pillow only warns about broken EXIF and reads on; here it is a clear refusal.
         warnings.filterwarnings("error", message="Corrupt EXIF", category=UserWarning)
         try:
             with Image.open(io.BytesIO(data), formats=[image_format]) as probe:
                 probe.verify()  # structure and checksums; the full decode comes below
             image = Image.open(io.BytesIO(data), formats=[image_format])
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ValidationError(
-                "The image has too many pixels to be processed safely (decompression bomb).",
-                code="too_many_pixels",
-            )
+            raise ValidationError(BOMB, code="too_many_pixels")
         except UserWarning:
-            raise damaged_metadata
-        except (OSError, SyntaxError, ValueError, EOFError):
-            raise undecodable
+            raise ValidationError(DAMAGED_METADATA, code="corrupt_metadata")
+        except _DECODE_ERRORS:
+            raise _undecodable(image_format)
         with image:
-            width, height = image.size
-            if width < 1 or height < 1:
-                raise undecodable
-            if width * height > max_pixels:
-                raise ValidationError(
-                    f"The image is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels);"
-                    f" the limit is {max_pixels / 1e6:.0f} megapixels.",
-                    code="too_many_pixels",
-                )
-            if getattr(image, "is_animated", False):
-                raise ValidationError(
-                    "Animated images are not accepted; upload a single still image.",
-                    code="animated",
-                )
+            _check_shape(image, image_format, max_pixels)
             try:
                 image.load()  # the full decode: truncated or corrupt data fails here
-                oriented = ImageOps.exif_transpose(image)
-                rgb = _to_rgb(oriented)
+                return _to_rgb(ImageOps.exif_transpose(image))
             except UserWarning:
-                raise damaged_metadata
-            except (
-                OSError,
-                SyntaxError,
-                ValueError,
-                EOFError,
-                Image.DecompressionBombError,
-                Image.DecompressionBombWarning,
-            ):
-                raise undecodable
+                raise ValidationError(DAMAGED_METADATA, code="corrupt_metadata")
+            except (*_DECODE_ERRORS, Image.DecompressionBombError, Image.DecompressionBombWarning):
+                raise _undecodable(image_format)
 
-    buffer = io.BytesIO()
-    if image_format == "JPEG":
-        rgb.save(buffer, format="JPEG", quality=95, subsampling=0, optimize=True)
-        extension = "jpg"
-    else:
-        rgb.save(buffer, format="PNG")
-        extension = "png"
-    return CleanImage(
-        content=buffer.getvalue(),
-        extension=extension,
-        sha256=hashlib.sha256(data).hexdigest(),
-        width=rgb.width,
-        height=rgb.height,
-    )
+
+def _check_shape(image: Image.Image, image_format: str, max_pixels: int) -> None:
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise _undecodable(image_format)
+    if width * height > max_pixels:
+        raise ValidationError(
+            f"The image is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels);"
+            f" the limit is {max_pixels / 1e6:.0f} megapixels.",
+            code="too_many_pixels",
+        )
+    if getattr(image, "is_animated", False):
+        raise ValidationError(
+            "Animated images are not accepted; upload a single still image.", code="animated"
+        )

@@ -9,10 +9,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from diagnosis import selectors, services
-from diagnosis.audit import audit_record
-from diagnosis.files import serve_case_thumbnail, serve_private_image
+from diagnosis.files import serve_case_image, serve_case_thumbnail
 from diagnosis.forms import NewCaseForm, PatientSearchForm
-from diagnosis.models import AuditAction, Case, CaseStatus
+from diagnosis.models import Case, CaseStatus
 
 
 @login_required
@@ -56,15 +55,15 @@ def case_new(request):
                 user=request.user,
                 clinic=data["clinic"],
                 upload=data["image"],
-                patient=data["patient"],
-                new_patient={
+                patient=data["patient"]
+                or {
                     "identifier": data["new_patient_identifier"],
                     "sex": data["new_patient_sex"] or "unknown",
                     "year_of_birth": data["new_patient_year_of_birth"],
                     "fitzpatrick_type": data["new_patient_fitzpatrick_type"],
                 },
-                lesion=data["lesion"],
-                new_lesion={
+                lesion=data["lesion"]
+                or {
                     "label": data["new_lesion_label"],
                     "anatomic_site": data["new_lesion_anatomic_site"],
                 },
@@ -102,9 +101,7 @@ def _attach_errors(form, exc: ValidationError) -> None:
 @require_GET
 def case_image(request, pk: int):
     case = get_object_or_404(selectors.cases_for_user(request.user), pk=pk)
-    audit_record(action=AuditAction.VIEW, actor=request.user, target=case, target_type="case_image")
-    extension = "png" if case.image.name.endswith(".png") else "jpg"
-    return serve_private_image(case.image, filename=f"case-{case.pk}.{extension}")
+    return serve_case_image(request, case)
 
 
 @login_required

@@ -24,10 +24,14 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from typing_extensions import override
 
 from diagnosis.models import DeliveryStatus, Webhook, WebhookDelivery, WebhookEvent
+from diagnosis.queue import send_task
 
 logger = logging.getLogger(__name__)
+
+DELIVER_TASK = "diagnosis.tasks.deliver_webhook_task"
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -71,17 +75,17 @@ def dispatch(*, clinic, event: WebhookEvent, payload: dict) -> list[int]:
     ]
     ids = [d.pk for d in deliveries]
     if ids:
-        from diagnosis.tasks import deliver_webhook_task
 
         def send():
-            for delivery_id in ids:
-                try:
-                    deliver_webhook_task.apply_async(args=[delivery_id], retry=False)
-                except Exception as exc:  # noqa: BLE001 - broker down: stays pending, resent
-                    logger.warning("webhook delivery %s not queued (%s)", delivery_id, exc)
+            for delivery_id in ids:  # not sent (broker down): stays pending, resent later
+                _send_delivery(delivery_id)
 
         transaction.on_commit(send)
     return ids
+
+
+def _send_delivery(delivery_id: int) -> bool:
+    return send_task(DELIVER_TASK, f"webhook delivery {delivery_id}", delivery_id)
 
 
 class DeliveryFailed(Exception):
@@ -91,6 +95,7 @@ class DeliveryFailed(Exception):
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
     """A redirect could lead anywhere (inside the network too): treat it as a failure."""
 
+    @override
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None
 
@@ -151,18 +156,8 @@ def mark_failed(delivery_id: int) -> None:
 
 def resend_pending(*, older_than_seconds: int = 600) -> int:
     """Queue again the deliveries that never got a first attempt (the broker was down)."""
-    from diagnosis.tasks import deliver_webhook_task
-
     cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
     pending = WebhookDelivery.objects.filter(
         status=DeliveryStatus.PENDING, attempts=0, created_at__lt=cutoff
     ).values_list("pk", flat=True)[:1000]
-    sent = 0
-    for delivery_id in pending:
-        try:
-            deliver_webhook_task.apply_async(args=[delivery_id], retry=False)
-        except Exception as exc:  # noqa: BLE001
-            logger.warning("webhook delivery %s not queued (%s)", delivery_id, exc)
-        else:
-            sent += 1
-    return sent
+    return sum(_send_delivery(delivery_id) for delivery_id in pending)

@@ -8,11 +8,12 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from typing_extensions import override
 
 from diagnosis.admin import CaseAdmin, ReadOnlyAdmin
 from diagnosis.models import Case
-from ml import services
 from ml.models import ModelVersion, Prediction, Review, TrainingRun
+from ml.services import queue, registry
 
 
 class ReviewWindowForm(forms.Form):
@@ -76,7 +77,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Evaluation plots (held-out test split)")
     def evaluation_plots(self, obj):
-        plots = services.model_version_plots(obj)
+        plots = registry.model_version_plots(obj)
         if not plots:
             return "No plots: this model was registered without an evaluation report."
         return format_html_join(
@@ -93,10 +94,10 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             ),
         )
 
-    def plot_view(self, request, pk: int, name: str):
+    def plot_view(self, _request, pk: int, name: str):
         from django.http import FileResponse, Http404
 
-        path = services.model_version_plots(get_object_or_404(ModelVersion, pk=pk)).get(name)
+        path = registry.model_version_plots(get_object_or_404(ModelVersion, pk=pk)).get(name)
         if path is None:
             raise Http404("No such plot.")
         return FileResponse(path.open("rb"), content_type="image/png")
@@ -168,6 +169,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         }
         return TemplateResponse(request, "admin/ml/modelversion/performance.html", context)
 
+    @override
     def has_change_permission(self, request, obj=None):
         return False
 
@@ -176,7 +178,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one model version.", messages.ERROR)
             return
-        model_version = services.model_version_activate(model_version=queryset.get())
+        model_version = registry.model_version_activate(model_version=queryset.get())
         self.message_user(request, f"{model_version} is now the active model.")
 
     def get_actions(self, request):
@@ -292,7 +294,7 @@ class CaseWithShadowRunAdmin(CaseAdmin):
             if version is None:
                 self.message_user(request, "Choose an inactive model version.", messages.ERROR)
                 return None
-            sent = services.shadow_run_enqueue(
+            sent = queue.shadow_run_enqueue(
                 case_ids=list(queryset.values_list("pk", flat=True)), model_version=version
             )
             self.message_user(

@@ -7,4 +7,9 @@ class MlConfig(AppConfig):
     verbose_name = "Model and predictions"
 
     def ready(self) -> None:
-        from ml import receivers  # noqa: F401 - connects the case_queued receiver
+        # Registers the tasks, so that what is sent by name (ml.services.queue) runs here when
+        # tasks are eager. Their model code loads inside the task bodies only (in workers).
+        from ml import (
+            receivers,  # noqa: F401 - connects the case_queued receiver
+            tasks,  # noqa: F401
+        )

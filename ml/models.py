@@ -68,8 +68,12 @@ class ModelVersion(models.Model):
         return max(reaching, key=lambda p: p["threshold"]) if reaching else None
 
 
-def heatmap_path(instance: "Prediction", filename: str) -> str:
+def heatmap_path(instance: "Prediction", _filename: str) -> str:
     return f"heatmaps/{instance.case.clinic_id}/{uuid.uuid4().hex}.png"
+
+
+# What every prediction is shown with, in the pages and the API.
+DISCLAIMER = "Decision support, not a diagnosis. The final judgement is the clinician's."
 
 
 class PredictionCategory(models.TextChoices):

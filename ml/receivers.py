@@ -3,9 +3,9 @@
 from django.dispatch import receiver
 
 from diagnosis.signals import case_queued
-from ml import services
+from ml.services import queue
 
 
 @receiver(case_queued, dispatch_uid="ml_enqueue_prediction")
-def _enqueue_prediction(sender, *, case_id: int, **kwargs) -> None:
-    services.enqueue_prediction(case_id=case_id)
+def _enqueue_prediction(*, case_id: int, **kwargs) -> None:
+    queue.enqueue_prediction(case_id=case_id)

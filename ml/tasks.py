@@ -8,6 +8,7 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
+from typing_extensions import override
 
 from diagnosis import services as case_services
 from ml import services
@@ -35,6 +36,7 @@ def _shadow_version(model_version_id: int | None):
 
 
 class PredictCaseTask(Task):
+    @override
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         """The last attempt failed: the case is failed with a reason a clinician can read."""
         case_id, model_version_id = (list(args) + [None, None])[:2]
@@ -89,6 +91,7 @@ def predict_case_task(case_id: int, model_version_id: int | None = None) -> None
 
 
 class HeatmapTask(Task):
+    @override
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         """A heatmap is an aid, not the result: the prediction stays without one."""
         logger.error("heatmap of prediction %s failed after retries (%r)", args[:1], exc)

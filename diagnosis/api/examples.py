@@ -1,28 +1,27 @@
 """Realistic request and response examples for the OpenAPI schema (Swagger UI shows them).
 
 Serializers take theirs with ``@extend_schema_serializer(examples=...)``; list operations show
-them inside a page (``count``/``next``/``previous``/``results``). ``tests/test_api_schema.py``
-checks every example against the schema it illustrates.
+them inside a page (``count``/``next``/``previous``/``results``).
+``tests/diagnosis/test_api_schema.py`` checks every example against the schema it illustrates.
 """
 
 from drf_spectacular.utils import OpenApiExample
 
 BASE = "https://skinsense.example.org/api/v1"
-DISCLAIMER = "Decision support, not a diagnosis. The final judgement is the clinician's."
 
 
-def _response(name, value, *, status_codes=("200", "201"), **kwargs):
+def response(name, value, *, status_codes=("200", "201"), **kwargs):
     return OpenApiExample(
         name, value=value, response_only=True, status_codes=list(status_codes), **kwargs
     )
 
 
-def _request(name, value, **kwargs):
+def request(name, value, **kwargs):
     return OpenApiExample(name, value=value, request_only=True, **kwargs)
 
 
 PATIENT = [
-    _request(
+    request(
         "New patient",
         {
             "identifier": "MRN-004512",
@@ -31,7 +30,7 @@ PATIENT = [
             "fitzpatrick_type": "II",
         },
     ),
-    _response(
+    response(
         "Patient",
         {
             "id": 17,
@@ -46,7 +45,7 @@ PATIENT = [
 ]
 
 LESION = [
-    _request(
+    request(
         "New lesion",
         {
             "patient": 17,
@@ -54,7 +53,7 @@ LESION = [
             "anatomic_site": "Upper extremity:Shoulder",
         },
     ),
-    _response(
+    response(
         "Lesion",
         {
             "id": 52,
@@ -67,76 +66,8 @@ LESION = [
     ),
 ]
 
-MODEL_VERSION_SUMMARY = {
-    "id": 4,
-    "name": "resnet50-isic2019",
-    "version": "2026.02",
-    "is_demo": False,
-}
-PREDICTION = {
-    "id": 311,
-    "model_version": MODEL_VERSION_SUMMARY,
-    "malignant_probability": 0.71,
-    "malignant_threshold": 0.35,
-    "category": "malignant",
-    "top_diagnosis": "MEL",
-    "top_diagnosis_name": "Melanoma",
-    "top_probability": 0.64,
-    "diagnosis_probabilities": {
-        "MEL": 0.64,
-        "NV": 0.21,
-        "BCC": 0.05,
-        "AK": 0.02,
-        "BKL": 0.06,
-        "DF": 0.01,
-        "VASC": 0.005,
-        "SCC": 0.005,
-    },
-    "uncertain": False,
-    "heatmap_url": f"{BASE}/cases/208/heatmap/",
-    "inference_ms": 412,
-    "created_at": "2026-03-02T09:16:03.918000Z",
-    "disclaimer": DISCLAIMER,
-}
-CASE_DONE = {
-    "id": 208,
-    "clinic": 3,
-    "patient": 17,
-    "lesion": 52,
-    "status": "done",
-    "error": "",
-    "image_type": "dermoscopic",
-    "notes": "Changed colour since last visit.",
-    "captured_at": "2026-03-02T09:10:00Z",
-    "width": 1024,
-    "height": 768,
-    "image_sha256": "9f2c1a7be0d44c3e8a51f6b2d7e90c13a4b5c6d7e8f90123456789abcdef0123",
-    "image_url": f"{BASE}/cases/208/image/",
-    "thumbnail_url": f"{BASE}/cases/208/thumbnail/",
-    "submitted_by": "dr.jones",
-    "created_at": "2026-03-02T09:16:01.200000Z",
-    "updated_at": "2026-03-02T09:16:04.010000Z",
-    "prediction": PREDICTION,
-}
-CASE_QUEUED = {
-    **CASE_DONE,
-    "status": "queued",
-    "updated_at": "2026-03-02T09:16:01.200000Z",
-    "prediction": None,
-}
-
-CASE = [
-    _response("Case with its prediction", CASE_DONE, status_codes=("200",)),
-    _response(
-        "Case queued",
-        CASE_QUEUED,
-        status_codes=("202",),
-        description="The image was accepted; poll the case until its status is done.",
-    ),
-]
-
 CASE_CREATE = [
-    _request(
+    request(
         "Upload a dermoscopic image",
         {
             "lesion": 52,
@@ -149,74 +80,8 @@ CASE_CREATE = [
     )
 ]
 
-REVIEW = [
-    _request(
-        "Override the prediction",
-        {"verdict": "override", "final_diagnosis": "NV", "notes": "Benign pattern on dermoscopy."},
-    ),
-    _response(
-        "Review",
-        {
-            "id": 77,
-            "prediction": 311,
-            "reviewer": "dr.okafor",
-            "verdict": "override",
-            "final_diagnosis": "NV",
-            "notes": "Benign pattern on dermoscopy.",
-            "created_at": "2026-03-03T14:02:11.500000Z",
-        },
-    ),
-]
-
-MODEL_VERSION = [
-    _response(
-        "Model version",
-        {
-            "id": 4,
-            "name": "resnet50-isic2019",
-            "version": "2026.02",
-            "backbone": "resnet50",
-            "classes": [
-                {
-                    "code": "MEL",
-                    "name": "Melanoma",
-                    "category": "malignant",
-                    "isic_diagnosis": "MEL",
-                },
-                {
-                    "code": "NV",
-                    "name": "Melanocytic nevus",
-                    "category": "benign",
-                    "isic_diagnosis": "NV",
-                },
-            ],
-            "preprocessing": {
-                "image_size": 224,
-                "resize_size": 256,
-                "mean": [0.485, 0.456, 0.406],
-                "std": [0.229, 0.224, 0.225],
-                "interpolation": "bilinear",
-            },
-            "thresholds": {"malignant": 0.35},
-            "temperature": 1.12,
-            "metrics": {"balanced_accuracy": 0.71, "malignant_sensitivity": 0.9},
-            "weights_sha256": "3b7d0c9e2f1a4b5c6d7e8f90123456789abcdef0123456789abcdef012345678",
-            "is_active": True,
-            "is_demo": False,
-            "created_at": "2026-02-20T16:40:00Z",
-        },
-    )
-]
-
-QUEUE_ITEM = [
-    _response(
-        "Unreviewed, riskiest first",
-        {"case": 208, **PREDICTION, "reviewed": False, "last_verdict": None},
-    )
-]
-
 AUDIT_EVENT = [
-    _response(
+    response(
         "A case viewed through the API",
         {
             "id": 9031,
@@ -240,11 +105,11 @@ WEBHOOK_BODY = {
     "is_active": True,
 }
 WEBHOOK = [
-    _request("New webhook", WEBHOOK_BODY),
-    _response("Webhook", {"id": 5, **WEBHOOK_BODY, "created_at": "2026-03-01T08:00:00Z"}),
+    request("New webhook", WEBHOOK_BODY),
+    response("Webhook", {"id": 5, **WEBHOOK_BODY, "created_at": "2026-03-01T08:00:00Z"}),
 ]
 WEBHOOK_CREATED = [
-    _response(
+    response(
         "Webhook with its secret (shown once)",
         {
             "id": 5,
@@ -256,7 +121,7 @@ WEBHOOK_CREATED = [
     )
 ]
 WEBHOOK_DELIVERY = [
-    _response(
+    response(
         "A delivered event",
         {
             "id": 140,
@@ -273,10 +138,8 @@ WEBHOOK_DELIVERY = [
 ]
 
 MEMBERSHIP = [
-    _request(
-        "Add a dermatologist", {"clinic": 3, "username": "dr.okafor", "role": "dermatologist"}
-    ),
-    _response(
+    request("Add a dermatologist", {"clinic": 3, "username": "dr.okafor", "role": "dermatologist"}),
+    response(
         "Membership",
         {
             "id": 21,
@@ -288,22 +151,22 @@ MEMBERSHIP = [
     ),
 ]
 MEMBERSHIP_ROLE = [
-    _request("Make a clinic admin", {"role": "clinic_admin"}),
-    _response(
+    request("Make a clinic admin", {"role": "clinic_admin"}),
+    response(
         "Membership",
         {"id": 21, "clinic": 3, "role": "clinic_admin", "created_at": "2026-03-01T10:00:00Z"},
     ),
 ]
 
 BULK_SUBMIT = [
-    _request(
+    request(
         "A ZIP with its manifest",
         {"archive": "(the ZIP file)", "manifest": "(manifest.csv)", "clinic": 3},
         media_type="multipart/form-data",
     )
 ]
 BULK_RESULT = [
-    _response(
+    response(
         "Two created, one refused",
         {
             "created": 2,
@@ -326,14 +189,12 @@ BULK_RESULT = [
 ]
 
 TOKEN = [
-    _request("Log in", {"username": "dr.jones", "password": "correct horse battery staple"}),
-    _response(
-        "Token", {"token": "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b"}, status_codes=("200",)
-    ),
+    request("Log in", {"username": "dr.jones", "password": "correct horse battery staple"}),
+    response("Token", {"token": "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b"}, status_codes=("200",)),
 ]
 
 ME = [
-    _response(
+    response(
         "A clinician in one clinic",
         {
             "id": 12,

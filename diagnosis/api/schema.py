@@ -182,20 +182,7 @@ class AutoSchema(SpectacularAutoSchema):
         if body is not None:
             return body
         if code == 400:
-            serializer = self.get_request_serializer() if self._has_request_body() else None
-            if isinstance(serializer, dict):
-                serializer = next(iter(serializer.values()), None)
-            serializer = force_instance(serializer)
-            fields = serializer.fields if is_serializer(serializer) else {}
-            required = [n for n, f in fields.items() if f.required and not f.read_only]
-            if required:
-                return {required[0]: ["This field is required."]}
-            if self._has_validated_query():
-                names = [p["name"] for p in self._get_filter_parameters()]
-                names = [n for n in names if n not in ("search", "ordering")]
-                if names:
-                    return {names[0]: ["Enter a valid value."]}
-            return EXAMPLE_BODIES[400]
+            return self._validation_example()
         if declared:
             return {"detail": description}
         if code == 404:
@@ -204,6 +191,24 @@ class AutoSchema(SpectacularAutoSchema):
             name = self._model_name()
             return {"detail": f"No {name} matches the given query." if name else "Not found."}
         return EXAMPLE_BODIES.get(code, {"detail": description})
+
+    def _validation_example(self) -> dict:
+        """A 400 body: the first required field of the request body, else the first validated
+        query parameter, else the generic one."""
+        serializer = self.get_request_serializer() if self._has_request_body() else None
+        if isinstance(serializer, dict):
+            serializer = next(iter(serializer.values()), None)
+        serializer = force_instance(serializer)
+        fields = serializer.fields if is_serializer(serializer) else {}
+        required = [n for n, f in fields.items() if f.required and not f.read_only]
+        if required:
+            return {required[0]: ["This field is required."]}
+        if self._has_validated_query():
+            names = [p["name"] for p in self._get_filter_parameters()]
+            names = [n for n in names if n not in ("search", "ordering")]
+            if names:
+                return {names[0]: ["Enter a valid value."]}
+        return EXAMPLE_BODIES[400]
 
     def _error_response(self, code: int, description: str, declared: bool = False) -> dict:
         if code == 400:

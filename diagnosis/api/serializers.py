@@ -36,12 +36,6 @@ class ScopedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
         return self.selector(request.user)
 
 
-class ClinicSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Clinic
-        fields = ["id", "name"]
-
-
 @extend_schema_serializer(examples=examples.PATIENT)
 class PatientSerializer(serializers.ModelSerializer):
     clinic = ScopedPrimaryKeyField(
@@ -68,14 +62,10 @@ class PatientSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs):
         if self.instance is None and "clinic" not in attrs:
-            clinics = list(selectors.clinics_for_user(self.context["request"].user)[:2])
-            if len(clinics) != 1:
-                raise serializers.ValidationError(
-                    {"clinic": "You are a member of several clinics: say which one."}
-                    if clinics
-                    else {"clinic": "You are not a member of any clinic."}
-                )
-            attrs["clinic"] = clinics[0]
+            attrs["clinic"] = selectors.implied_clinic(
+                selectors.clinics_for_user(self.context["request"].user),
+                none="You are not a member of any clinic.",
+            )
         if (
             self.instance is not None
             and "clinic" in attrs

@@ -28,7 +28,6 @@ from diagnosis.models import (
     AuditAction,
     AuditEvent,
     Membership,
-    Role,
     Webhook,
 )
 
@@ -107,7 +106,7 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
             return AuditEvent.objects.none()
         if user.is_staff:
             return AuditEvent.objects.all()
-        if not Membership.objects.filter(user=user, role=Role.CLINIC_ADMIN).exists():
+        if not selectors.user_is_clinic_admin(user=user):
             if self.action == "list":
                 raise PermissionDenied("The audit trail is for clinic admins and auditors.")
             return AuditEvent.objects.none()  # one event: 404, like any object not yours
@@ -127,23 +126,17 @@ class WebhookViewSet(viewsets.ModelViewSet):
         if getattr(self, "swagger_fake_view", False):
             return Webhook.objects.none()
         return Webhook.objects.filter(
-            clinic__memberships__user=self.request.user,
-            clinic__memberships__role=Role.CLINIC_ADMIN,
+            clinic__in=selectors.clinics_administered_by(self.request.user)
         )
 
     def _admin_clinic(self, serializer):
         clinic = serializer.validated_data.get("clinic")
-        administered = Membership.objects.filter(user=self.request.user, role=Role.CLINIC_ADMIN)
+        administered = selectors.clinics_administered_by(self.request.user)
         if clinic is None:
-            clinics = list(administered.values_list("clinic", flat=True)[:2])
-            if len(clinics) != 1:
-                raise ValidationError(
-                    {"clinic": "Say which clinic (you administer several)."}
-                    if clinics
-                    else {"clinic": "Only clinic admins manage webhooks."}
-                )
-            return clinics[0]
-        if not administered.filter(clinic=clinic).exists():
+            return selectors.implied_clinic(
+                administered, none="Only clinic admins manage webhooks."
+            ).pk
+        if not administered.filter(pk=clinic.pk).exists():
             raise PermissionDenied("Only clinic admins manage webhooks.")
         return clinic.pk
 
@@ -173,7 +166,7 @@ class WebhookViewSet(viewsets.ModelViewSet):
 
     @extend_schema(responses=WebhookDeliverySerializer(many=True))
     @action(detail=True, methods=["get"])
-    def deliveries(self, request, pk=None):
+    def deliveries(self, _request, **kwargs):
         hook = self.get_object()
         page = self.paginate_queryset(hook.deliveries.order_by("-created_at"))
         return self.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)
@@ -205,9 +198,7 @@ class MembershipViewSet(viewsets.ModelViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Membership.objects.none()
-        administered = Membership.objects.filter(
-            user=self.request.user, role=Role.CLINIC_ADMIN
-        ).values("clinic")
+        administered = selectors.clinics_administered_by(self.request.user)
         if self.action == "list" and not administered.exists():
             raise PermissionDenied("Only clinic admins manage members.")
         return (

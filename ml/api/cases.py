@@ -3,7 +3,6 @@ prediction, its image, thumbnail and heatmap, and its reviews. Scoped like every
 foreign case is 404."""
 
 from django.db.models import Exists, OuterRef
-from django.http import Http404
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -22,14 +21,14 @@ from diagnosis.api.serializers import (
     BulkSubmitSerializer,
     CaseCreateSerializer,
 )
-from diagnosis.audit import audit_record
-from diagnosis.files import serve_case_thumbnail, serve_private_image
-from diagnosis.models import AuditAction, Case, CaseStatus
+from diagnosis.files import serve_case_image, serve_case_thumbnail
+from diagnosis.models import Case, CaseStatus
 from diagnosis.thumbnails import LIST_THUMBNAIL_SIZE, THUMBNAIL_SIZES
 from ml import selectors
-from ml import services as services_ml
+from ml.api.serializers import CaseSerializer, ReviewSerializer
+from ml.files import serve_case_heatmap
 from ml.models import Prediction, Review
-from ml.serializers import CaseSerializer, ReviewSerializer
+from ml.services.review import review_submit
 
 
 class CaseFilter(FilterSet):
@@ -61,7 +60,7 @@ class CaseFilter(FilterSet):
             Exists(Prediction.objects.filter(case=OuterRef("pk"), shadow=False, **{field: value}))
         )
 
-    def filter_reviewed(self, queryset, name, value):
+    def filter_reviewed(self, queryset, _name, value):
         reviewed = Exists(Review.objects.filter(prediction__case=OuterRef("pk")))
         return queryset.filter(reviewed if value else ~reviewed)
 
@@ -171,17 +170,8 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
         }
     )
     @action(detail=True, methods=["get"])
-    def image(self, request, pk=None):
-        case = self.get_object()
-        audit_record(
-            action=AuditAction.VIEW,
-            actor=request.user,
-            target=case,
-            target_type="case_image",
-            detail={"via": "api"},
-        )
-        extension = "png" if case.image.name.endswith(".png") else "jpg"
-        return serve_private_image(case.image, filename=f"case-{case.pk}.{extension}")
+    def image(self, request, **kwargs):
+        return serve_case_image(request, self.get_object(), via="api")
 
     @extend_schema(
         request={"multipart/form-data": BulkSubmitSerializer},
@@ -197,10 +187,10 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
         data = serializer.validated_data
         clinic = data.get("clinic")
         if clinic is None:
-            clinics = list(diagnosis_selectors.clinics_for_user(request.user)[:2])
-            if len(clinics) != 1:
-                raise ValidationError({"clinic": "Say which clinic (you are in several)."})
-            clinic = clinics[0]
+            clinic = diagnosis_selectors.implied_clinic(
+                diagnosis_selectors.clinics_for_user(request.user),
+                none="You are not a member of any clinic.",
+            )
         rows = submit_batch(
             user=request.user,
             clinic=clinic,
@@ -225,7 +215,7 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
         summary="Review the case's newest prediction",
     )
     @action(detail=True, methods=["get", "post"], serializer_class=ReviewSerializer)
-    def reviews(self, request, pk=None):
+    def reviews(self, request, **kwargs):
         case = self.get_object()
         if request.method == "GET":
             reviews = (
@@ -243,7 +233,7 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
             )
         serializer = ReviewSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        review = services_ml.review_submit(
+        review = review_submit(
             reviewer=request.user, prediction=prediction, **serializer.validated_data
         )
         return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
@@ -267,7 +257,7 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
         },
     )
     @action(detail=True, methods=["get"])
-    def thumbnail(self, request, pk=None):
+    def thumbnail(self, request, **kwargs):
         case = self.get_object()  # a foreign case is 404 whatever the size
         raw = request.query_params.get("size", str(LIST_THUMBNAIL_SIZE))
         size = int(raw) if raw.isdigit() else 0
@@ -283,16 +273,5 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
         }
     )
     @action(detail=True, methods=["get"])
-    def heatmap(self, request, pk=None):
-        case = self.get_object()
-        prediction = selectors.latest_prediction(case)
-        if prediction is None or not prediction.heatmap:
-            raise Http404("This case has no heatmap.")
-        audit_record(
-            action=AuditAction.VIEW,
-            actor=request.user,
-            target=case,
-            target_type="heatmap",
-            detail={"via": "api"},
-        )
-        return serve_private_image(prediction.heatmap, filename=f"case-{case.pk}-heatmap.png")
+    def heatmap(self, request, **kwargs):
+        return serve_case_heatmap(request, self.get_object(), via="api")

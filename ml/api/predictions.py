@@ -17,18 +17,20 @@ from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from typing_extensions import override
 
-from diagnosis.api import examples
 from diagnosis.api.filters import INT64_MAX, DjangoFilterBackend, FilterSet, IdFilter
+from ml.api import examples
+from ml.api.serializers import ModelVersionSerializer, PredictionSerializer
 from ml.models import ModelVersion, Prediction
 from ml.selectors import QUEUE_STATES, review_queue
-from ml.serializers import ModelVersionSerializer, PredictionSerializer
 
 
 class CSVRenderer(BaseRenderer):
     media_type = "text/csv"
     format = "csv"
 
+    @override
     def render(self, data, accepted_media_type=None, renderer_context=None):
         return data if isinstance(data, bytes | str) else str(data)
 
@@ -44,7 +46,7 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(responses=ModelVersionSerializer)
     @action(detail=False, methods=["get"])
-    def active(self, request):
+    def active(self, _request):
         model_version = ModelVersion.objects.filter(is_active=True).first()
         if model_version is None:
             raise NotFound("No model is active.")
@@ -62,7 +64,7 @@ class ReviewQueueFilter(FilterSet):
         model = Prediction
         fields: list[str] = []
 
-    def noop(self, queryset, name, value):
+    def noop(self, queryset, *args):
         return queryset  # applied by the selector, which knows the queue's rules
 
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -13,9 +13,9 @@ from django.views.decorators.http import require_GET
 
 from diagnosis import selectors as diagnosis_selectors
 from diagnosis.audit import audit_record
-from diagnosis.files import serve_private_image
 from diagnosis.models import AuditAction, Case
 from ml import selectors
+from ml.files import serve_case_heatmap
 
 
 @login_required
@@ -23,9 +23,7 @@ from ml import selectors
 def dashboard(request):
     context = selectors.dashboard_for_user(request.user)
     context["clinics"] = diagnosis_selectors.clinics_for_user(request.user)
-    context["administered"] = diagnosis_selectors.clinics_for_user(request.user).filter(
-        memberships__user=request.user, memberships__role="clinic_admin"
-    )
+    context["administered"] = diagnosis_selectors.clinics_administered_by(request.user)
     return render(request, "ml/dashboard.html", context)
 
 
@@ -96,8 +94,4 @@ def case_status(request, pk: int):
 @require_GET
 def case_heatmap(request, pk: int):
     case = get_object_or_404(selectors.cases_for_user(request.user), pk=pk)
-    prediction = selectors.latest_prediction(case)
-    if prediction is None or not prediction.heatmap:
-        raise Http404("This case has no heatmap.")
-    audit_record(action=AuditAction.VIEW, actor=request.user, target=case, target_type="heatmap")
-    return serve_private_image(prediction.heatmap, filename=f"case-{case.pk}-heatmap.png")
+    return serve_case_heatmap(request, case)

@@ -11,8 +11,12 @@ from django.views.decorators.http import require_GET, require_http_methods
 from diagnosis import selectors as diagnosis_selectors
 from diagnosis.audit import audit_record
 from diagnosis.models import AuditAction
-from ml import selectors, services
+from ml import selectors
+from ml.engine.model.thresholds import with_defaults
 from ml.forms import QueueFilterForm, ReviewForm
+from ml.services.operating_point import operating_point_choose
+from ml.services.registry import active_model_version
+from ml.services.review import review_submit
 
 
 def _require_reviewer(user) -> None:
@@ -52,9 +56,7 @@ def review_case(request, pk: int):
     form = ReviewForm(request.POST or None, prediction=prediction)
     if request.method == "POST" and form.is_valid():
         try:
-            services.review_submit(
-                reviewer=request.user, prediction=prediction, **form.cleaned_data
-            )
+            review_submit(reviewer=request.user, prediction=prediction, **form.cleaned_data)
         except ValidationError as exc:
             for field, errors in exc.message_dict.items():
                 form.add_error(field if field in form.fields else None, errors)
@@ -89,19 +91,17 @@ SENSITIVITY_TARGETS = (0.80, 0.85, 0.90, 0.95, 0.975)
 @require_http_methods(["GET", "POST"])
 def operating_point(request, pk: int):
     """A clinic admin chooses the malignant threshold of the active model for their clinic."""
-    from diagnosis.models import Role
     from ml.models import ClinicOperatingPoint
 
-    membership = get_object_or_404(request.user.memberships.select_related("clinic"), clinic_id=pk)
-    if membership.role != Role.CLINIC_ADMIN:
+    clinic = get_object_or_404(diagnosis_selectors.clinics_for_user(request.user), pk=pk)
+    if not diagnosis_selectors.user_is_clinic_admin(user=request.user, clinic=clinic):
         raise PermissionDenied("Only clinic admins choose the operating point.")
-    clinic = membership.clinic
-    model_version = services.active_model_version()
+    model_version = active_model_version()
     error = ""
     if request.method == "POST" and model_version is not None:
         try:
             target = float(request.POST.get("sensitivity", ""))
-            services.operating_point_choose(
+            operating_point_choose(
                 admin=request.user, clinic=clinic, model_version=model_version, sensitivity=target
             )
         except ValueError:
@@ -126,7 +126,7 @@ def operating_point(request, pk: int):
         "clinic": clinic,
         "model_version": model_version,
         "current": current,
-        "default_threshold": (model_version.thresholds or {}).get("malignant", 0.5)
+        "default_threshold": with_defaults(model_version.thresholds)["malignant"]
         if model_version
         else None,
         "options": options,

@@ -2,12 +2,10 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from diagnosis.api import examples
 from diagnosis.models import Case
 from ml import selectors
-from ml.models import ModelVersion, Prediction, Review
-
-DISCLAIMER = "Decision support, not a diagnosis. The final judgement is the clinician's."
+from ml.api import examples
+from ml.models import DISCLAIMER, ModelVersion, Prediction, Review
 
 
 class ModelVersionSummarySerializer(serializers.ModelSerializer):
