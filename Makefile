@@ -55,17 +55,18 @@ lint: $(DEV_STAMP)
 # and the engine's types; make test runs the same checks first.
 check: lint
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 
 # Load (not part of `make test`): Locust clinicians, a dermatologist and API readers against
 # gunicorn + a Celery worker + PostgreSQL + Redis on loopback for LOAD_SECONDS (default 60).
 LOAD_SECONDS ?= 60
 load: $(LOAD_STAMP)
-	$(PY) bench/load.py --duration $(LOAD_SECONDS)
+	$(PY) -m bench.load --duration $(LOAD_SECONDS)
 
-# Benchmarks (not part of `make test`): every figure of issue #7 with its target and whether it
-# is met, in one run (~5-10 min; the upload→result part starts the real stack like `make load`),
-# written to var/bench/bench-<time>.json. BENCH_ARGS: e.g. --quick, --skip-stack,
+# Benchmarks (not part of `make test`): every figure with its target (bench/targets.py) and
+# whether it is met, in one run (~5-10 min; the upload→result part starts the real stack like
+# `make load`), written to var/bench/bench-<time>.json. BENCH_ARGS: e.g. --quick, --skip-stack,
 # --backend onnx, --compare last.
 BENCH_ARGS ?=
 bench: $(LOAD_STAMP)
-	$(PY) bench/run_all.py $(BENCH_ARGS)
+	$(PY) -m bench $(BENCH_ARGS)

@@ -25,6 +25,9 @@ echo "== ruff"
 echo "== import contracts"
 .venv/bin/lint-imports --no-cache --no-logo
 
+echo "== types (mypy --strict on ml/engine)"
+.venv/bin/mypy
+
 echo "== migrations are up to date"
 $PY manage.py makemigrations --check --dry-run >/dev/null
 

@@ -6,7 +6,6 @@ from pathlib import Path
 import django.test
 import pytest
 import torch
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import HttpRequest
 from rest_framework.test import APIClient
 
@@ -16,6 +15,7 @@ from ml.engine.model.network import SkinSenseNet
 from ml.engine.model.taxonomy import ISIC2019_CLASSES
 from tests import images
 from tests.factories import PASSWORD, ClinicFactory, MembershipFactory, UserFactory
+from tests.images import upload  # noqa: F401 - the tests import it from here too
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -50,7 +50,7 @@ def real_services():
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
+def django_db_setup(django_db_setup, django_db_blocker):  # noqa: ARG001 - a fixture asked for its effect
     """After the run, end sessions that live-server threads or worker processes left open on
     the test database, so that it can be dropped (and say which they were)."""
     yield
@@ -113,12 +113,12 @@ def stored_files(root: Path) -> list[Path]:
 
 
 @pytest.fixture
-def clinic(db):
+def clinic(db):  # noqa: ARG001 - a fixture asked for its effect
     return ClinicFactory(name="North Clinic")
 
 
 @pytest.fixture
-def other_clinic(db):
+def other_clinic(db):  # noqa: ARG001 - a fixture asked for its effect
     return ClinicFactory(name="South Clinic")
 
 
@@ -167,7 +167,7 @@ def api_client_for(user) -> APIClient:
 
 
 @pytest.fixture
-def unique_user(db):
+def unique_user(db):  # noqa: ARG001 - a fixture asked for its effect
     return UserFactory()
 
 
@@ -191,7 +191,7 @@ def small_checkpoint_file(tmp_path_factory):
 
 
 @pytest.fixture
-def active_model(db, small_checkpoint_file, tmp_path):
+def active_model(db, small_checkpoint_file, tmp_path):  # noqa: ARG001 - a fixture asked for its effect
     from ml.services import model_version_register
 
     copy = tmp_path / "upload.pt"
@@ -209,5 +209,21 @@ def sample_jpeg_bytes():
     return images.sample_image_path().read_bytes()
 
 
-def upload(content: bytes, name: str = "image.jpg", content_type: str = "image/jpeg"):
-    return SimpleUploadedFile(name, content, content_type=content_type)
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory):
+    """A resnet18 SkinSenseNet (random weights, 64 px preset) saved and exported to ONNX once."""
+    from ml.engine.model.checkpoint import save_checkpoint
+    from ml.engine.model.transforms import default_preprocessing
+    from ml.engine.serve import onnx as onnx_engine
+
+    root = tmp_path_factory.mktemp("onnx")
+    checkpoint = small_checkpoint(
+        seed=7,
+        preprocessing=default_preprocessing(64),
+        temperature=1.3,
+        thresholds={"malignant": 0.4, "confidence": 0.5},
+    )
+    weights = root / "small.pt"
+    sha256 = save_checkpoint(checkpoint, weights)
+    onnx_path = onnx_engine.export_onnx(weights, sha256, root / "cache")
+    return {"weights": weights, "sha256": sha256, "onnx": onnx_path, "root": root}

@@ -1,7 +1,11 @@
 import factory
 from django.contrib.auth import get_user_model
 
+from diagnosis import services
 from diagnosis.models import Clinic, Lesion, Membership, Patient, Role
+from ml.models import Prediction
+from tests import images
+from tests.images import upload
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -55,3 +59,30 @@ class LesionFactory(factory.django.DjangoModelFactory):
     clinic = factory.LazyAttribute(lambda o: o.patient.clinic)
     label = factory.Sequence(lambda n: f"lesion {n}")
     anatomic_site = "Trunk"
+
+
+def predicted_case(
+    clinic, user, model_version, *, malignant=0.2, top="NV", uncertain=False, seed=0
+):
+    """A submitted case with a stored prediction (no model run): for reviews and audits."""
+    lesion = LesionFactory(patient=PatientFactory(clinic=clinic))
+    case = services.case_submit(
+        user=user, lesion=lesion, upload=upload(images.jpeg_bytes(color=(seed, 50, 60)))
+    ).case
+    probabilities = {c["code"]: 0.01 for c in model_version.classes}
+    probabilities[top] = 0.93
+    Prediction.objects.create(
+        case=case,
+        model_version=model_version,
+        malignant_probability=malignant,
+        malignant_threshold=0.5,
+        diagnosis_probabilities=probabilities,
+        top_diagnosis=top,
+        top_probability=0.93,
+        category="malignant" if malignant >= 0.5 else "benign",
+        uncertain=uncertain,
+        inference_ms=10,
+    )
+    case.status = "done"
+    case.save()
+    return case

@@ -53,11 +53,10 @@ def _jpeg_with_dimensions(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-def corpus() -> list[Specimen]:
+def _garbage_and_truncated() -> list[Specimen]:
+    """Empty, tiny and garbage files; truncated at many points."""
     out: list[Specimen] = []
     add = out.append
-
-    # Empty, tiny and garbage files.
     add(Specimen("empty", "empty.jpg", b"", True))
     for i, byte in enumerate([b"\x00", b"\xff", b"A", b"\x89"]):
         add(Specimen(f"one-byte-{i}", "x.jpg", byte, True))
@@ -73,7 +72,13 @@ def corpus() -> list[Specimen]:
         )
     for fraction in [i / 50 for i in range(1, 50)]:
         add(Specimen(f"png-cut-{fraction:.2f}", "cut.png", png[: int(len(png) * fraction)], True))
-    # Right magic bytes, garbage after them.
+    return out
+
+
+def _magic_then_garbage() -> list[Specimen]:
+    """Right magic bytes, garbage after them."""
+    out: list[Specimen] = []
+    add = out.append
     import random
 
     noise = random.Random(20261125)
@@ -95,8 +100,13 @@ def corpus() -> list[Specimen]:
                 True,
             )
         )
+    return out
 
-    # Decompression bombs and huge dimensions.
+
+def _bombs() -> list[Specimen]:
+    """Decompression bombs and huge dimensions."""
+    out: list[Specimen] = []
+    add = out.append
     for side in (20_000, 50_000, 100_000):
         add(Specimen(f"png-bomb-{side}", "bomb.png", images.png_bomb(side, side), True))
     for width, height in [(65_000, 65_000), (60_000, 1_000), (10_000, 10_000)]:
@@ -122,8 +132,13 @@ def corpus() -> list[Specimen]:
             True,
         )
     )
+    return out
 
-    # Other formats, whatever their name says.
+
+def _other_formats() -> list[Specimen]:
+    """Other formats, whatever their name says."""
+    out: list[Specimen] = []
+    add = out.append
     small = Image.new("RGB", (16, 16), (120, 30, 30))
     add(Specimen("html", "page.jpg", b"<!doctype html><script>alert(1)</script>", True))
     add(
@@ -145,8 +160,13 @@ def corpus() -> list[Specimen]:
     )
     add(Specimen("zip", "x.jpg", b"PK\x03\x04" + b"\x00" * 30, True))
     add(Specimen("exe", "x.png", b"MZ\x90\x00" + b"\x00" * 60, True))
+    return out
 
-    # Animations.
+
+def _animations() -> list[Specimen]:
+    """Animations."""
+    out: list[Specimen] = []
+    add = out.append
     frames = [Image.new("RGB", (20, 20), c) for c in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
     add(
         Specimen(
@@ -169,8 +189,13 @@ def corpus() -> list[Specimen]:
             True,
         )
     )
+    return out
 
-    # Legitimate odd files: accepted and normalised.
+
+def _odd_but_legitimate() -> list[Specimen]:
+    """Legitimate odd files: accepted and normalised."""
+    out: list[Specimen] = []
+    add = out.append
     marked = _marked()
     add(Specimen("cmyk-jpeg", "cmyk.jpg", _save(marked.convert("CMYK"), "JPEG"), False, (60, 40)))
     sixteen = Image.new("I;16", (60, 40), 30000)
@@ -286,7 +311,13 @@ def corpus() -> list[Specimen]:
                 size,
             )
         )
-    # Real dermoscopy-sized images in both formats, several qualities.
+    return out
+
+
+def _real_sizes() -> list[Specimen]:
+    """Real dermoscopy-sized images in both formats, several qualities."""
+    out: list[Specimen] = []
+    add = out.append
     for quality in range(50, 100, 5):
         add(
             Specimen(
@@ -298,3 +329,15 @@ def corpus() -> list[Specimen]:
             )
         )
     return out
+
+
+def corpus() -> list[Specimen]:
+    return [
+        *_garbage_and_truncated(),
+        *_magic_then_garbage(),
+        *_bombs(),
+        *_other_formats(),
+        *_animations(),
+        *_odd_but_legitimate(),
+        *_real_sizes(),
+    ]

@@ -65,3 +65,18 @@ def png_bomb(width=100_000, height=100_000) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
     )
+
+
+def upload(content: bytes, name: str = "image.jpg", content_type: str = "image/jpeg"):
+    """Bytes as the uploaded file a form or the API receives."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile(name, content, content_type=content_type)
+
+
+def needs_sample() -> None:
+    """Skip the calling test when the ISIC sample is absent."""
+    import pytest
+
+    if not sample_available():
+        pytest.skip("the ISIC sample (../shared/data/isic-sample) is absent")

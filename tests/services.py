@@ -2,43 +2,60 @@
 
 Nothing here stands in for a service: each is its own OS process talking to the suite's
 PostgreSQL database and a real Redis. Tests that use them need the ``real_services`` fixture
-(conftest), which skips without PostgreSQL/Redis and fails instead when CI=true.
+(conftest), which skips without PostgreSQL/Redis and fails instead when CI=true. The process
+plumbing (free ports, Celery command lines, waiting, stopping, Redis key cleanup) is
+``bench.processes``, shared with the benchmarks' stack.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from django.db import connection
 
+from bench.processes import (
+    StackError,
+    celery_command,
+    delete_redis_keys,
+    free_port,
+    port_open,
+    process_env,
+    start_logged,
+    stop_processes,
+    wait_for_log,
+    wait_for_port,
+    worker_args,
+)
 from diagnosis.models import Case, CaseStatus
 from skinsense_site.celery import app as celery_app
+
+__all__ = [
+    "BROKER_URL",
+    "KEY_PREFIX",
+    "Beat",
+    "CeleryProcess",
+    "PrivateRedis",
+    "Worker",
+    "flush_broker",
+    "free_port",
+    "service_env",
+    "submit_cases",
+    "use_broker",
+    "wait_for",
+]
 
 BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 # This run's own keys on the shared Redis, so concurrent test runs never take each other's tasks.
 KEY_PREFIX = f"skinsense-test-{os.getpid()}:"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def flush_broker(url: str = BROKER_URL) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        for key in client.scan_iter(match=KEY_PREFIX + "*"):
-            client.delete(key)
-    except redis.ConnectionError:
-        pass  # a private server that is down holds nothing to flush
-    finally:
-        client.close()
+    """Delete this run's keys (a private server that is down holds nothing to flush)."""
+    delete_redis_keys(url, KEY_PREFIX)
 
 
 def use_broker(url: str, eager: bool) -> None:
@@ -56,29 +73,21 @@ def use_broker(url: str, eager: bool) -> None:
     celery_app.amqp._producer_pool = None
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def service_env(settings, broker_url: str, extra_env: dict | None = None) -> dict:
+    """The environment of a service process on the suite's database and media folders."""
     db = connection.settings_dict
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "skinsense_site.settings",
-        "DATABASE_URL": (
+    return process_env(
+        database_url=(
             f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
             f"{db['PORT'] or 5432}/{db['NAME']}"
         ),
-        "CELERY_BROKER_URL": broker_url,
-        "CELERY_KEY_PREFIX": KEY_PREFIX,
-        "PRIVATE_MEDIA_ROOT": str(settings.PRIVATE_MEDIA_ROOT),
-        "MODEL_ROOT": str(settings.MODEL_ROOT),
-        "INFERENCE_DEVICE": "cpu",
-        "INFERENCE_THREADS": "1",
-        **(extra_env or {}),
-    }
+        broker_url=broker_url,
+        key_prefix=KEY_PREFIX,
+        media_root=settings.PRIVATE_MEDIA_ROOT,
+        model_root=settings.MODEL_ROOT,
+        inference_threads=1,
+        extra=extra_env,
+    )
 
 
 class CeleryProcess:
@@ -90,33 +99,28 @@ class CeleryProcess:
     def __init__(self, tmp_path, settings, args, *, broker_url=BROKER_URL, extra_env=None):
         self.broker_url = broker_url
         self.log_path = tmp_path / f"{self.name}-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "skinsense_site", *args],
-            cwd=ROOT,
+        self.process = start_logged(
+            celery_command(*args),
             env=service_env(settings, broker_url, extra_env),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            log=self.log_path,
         )
-        deadline = time.monotonic() + 90
-        while self.ready_marker not in self.log_path.read_text():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.process.kill()
-                pytest.fail(f"the Celery {self.name} did not start:\n" + self.log()[-3000:])
-            time.sleep(0.2)
+        try:
+            wait_for_log(
+                self.ready_marker,
+                self.process,
+                f"the Celery {self.name}",
+                self.log_path,
+                timeout=90,
+            )
+        except StackError as error:
+            self.process.kill()
+            pytest.fail(str(error))
 
     def log(self) -> str:
         return self.log_path.read_text()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
+        stop_processes([self.process])
 
 
 class Worker(CeleryProcess):
@@ -137,9 +141,10 @@ class Worker(CeleryProcess):
         extra_env=None,
     ):
         flush_broker(broker_url)
-        args = ["worker", "-Q", queues, "--pool", pool, "--concurrency", str(concurrency)]
-        args += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-        args += ["-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h", "--loglevel", "INFO"]
+        name = f"test-{os.getpid()}-{time.monotonic_ns()}@%h"
+        args = worker_args(
+            queues, pool=pool, concurrency=concurrency, extra=["--without-heartbeat", "-n", name]
+        )
         super().__init__(tmp_path, settings, args, broker_url=broker_url, extra_env=extra_env)
         use_broker(broker_url, eager=False)
 
@@ -190,14 +195,10 @@ class PrivateRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        pytest.fail(f"redis-server did not start on port {self.port}")
+        try:
+            wait_for_port(self.port, self.process, "redis-server", timeout=10, every=0.05)
+        except StackError as error:
+            pytest.fail(str(error))
 
     def kill(self) -> None:
         """SIGKILL: an outage, not a shutdown (nothing is saved)."""
@@ -206,11 +207,7 @@ class PrivateRedis:
             self.process.wait()
 
     def is_up(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-        except OSError:
-            return False
-        return True
+        return port_open(self.port)
 
 
 def wait_for(case_id: int, *, timeout: float = 90) -> Case:

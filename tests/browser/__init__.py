@@ -1,0 +1,1 @@
+"""Pages driven in headless Chromium (Playwright)."""

@@ -1,0 +1,1 @@
+"""Tests of the clinical records app: records, uploads, audit, webhooks, its API."""

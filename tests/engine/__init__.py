@@ -1,0 +1,1 @@
+"""Tests of ml.engine: plain PyTorch and NumPy, no database."""

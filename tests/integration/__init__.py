@@ -1,0 +1,1 @@
+"""Tests against real services: PostgreSQL, Redis, Celery worker processes, a live server."""

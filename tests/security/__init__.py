@@ -1,0 +1,1 @@
+"""The security batteries: every route against outsiders, CSRF, lockout, headers, hostile input."""
