@@ -1,4 +1,4 @@
-"""What the ``bench/`` scripts share: real images, a demo model on disk, statistics, the machine.
+"""What the benchmarks share: real images, a demo model on disk, statistics, the machine.
 
 Importing this module does not import torch (the worker-memory and worker-layout children
 measure processes that must not have it); ``make_demo_model`` imports it when called.
@@ -10,7 +10,6 @@ import io
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -18,11 +17,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "isic-sample"
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 UPLOAD_SIZE = (600, 450)  # a HAM10000 original's size, what a dermatoscope's upload looks like
-RESNET50_GFLOP = 8.17  # per 224×224 image (the issue's figure; inference_speed measures it)
+RESNET50_GFLOP = 8.17  # per 224×224 image (inference_speed measures it)
 
 
 def real_image_paths(count: int, *, workdir: str | Path | None = None) -> list[Path]:
@@ -146,7 +143,7 @@ def make_demo_model(
     torch.save(network.state_dict(), state_dict)
     onnx_path, export_s = None, None
     if onnx:
-        from ml.engine.serve.onnx import predict as onnx_engine
+        from ml.engine.serve import onnx as onnx_engine
 
         started = time.perf_counter()
         onnx_path = onnx_engine.export_onnx(weights, sha256, workdir / "onnx")

@@ -11,9 +11,9 @@ worker's). The eval preset is timed on
 torch's threads (all CPUs) and on one thread: on a busy machine a parallel resize waits for a
 core, which one thread never does::
 
-    .venv/bin/python bench/decode.py [--repeats 10] [--json out.json]
+    .venv/bin/python -m bench.decode [--repeats 10] [--json out.json]
 
-The issue's orientation figures on this machine: full 4000×3000 decode ~160 ms, draft ~50 ms.
+Orientation figures for this machine: full 4000×3000 decode ~160 ms, draft ~50 ms.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import fit_jpeg, generated_jpeg, images_are_real, median, real_image_paths
+from bench.common import fit_jpeg, generated_jpeg, images_are_real, median, real_image_paths
 
 SIZES = ((600, 450), (4000, 3000))
 ORIENTATION_MS = {"4000x3000 full": 160.0, "4000x3000 draft": 50.0}
@@ -64,6 +64,35 @@ def one_thread(measure: Callable[[], tuple[float, object]]) -> float:
         torch.set_num_threads(threads)
 
 
+def _measure(data: bytes, size, draft: bool, preprocessing, repeats: int, steps) -> dict:
+    """One JPEG decoded (full or draft) and preprocessed with both presets: its row."""
+    open_for_model, transform, preprocess_image = steps
+    width, height = size
+
+    def decode():
+        return open_for_model(io.BytesIO(data), preprocessing, draft=draft)
+
+    decode_ms, image = timed(decode, repeats)
+    torch_ms, _ = timed(lambda: transform(image), repeats)
+    torch_1_ms = one_thread(lambda: timed(lambda: transform(image), repeats))
+    numpy_ms, _ = timed(lambda: preprocess_image(image, preprocessing), repeats)
+    key = f"{width}x{height} {'draft' if draft else 'full'}"
+    return {
+        "key": key,
+        "size": [width, height],
+        "jpeg_bytes": len(data),
+        "draft": draft,
+        "decoded_size": list(image.size),
+        "decode_ms": decode_ms,
+        "preprocess_torch_ms": torch_ms,
+        "preprocess_torch_1_thread_ms": torch_1_ms,
+        "preprocess_numpy_ms": numpy_ms,
+        "total_torch_ms": decode_ms + torch_ms,
+        "total_numpy_ms": decode_ms + numpy_ms,
+        "orientation_decode_ms": ORIENTATION_MS.get(key),
+    }
+
+
 def run(*, repeats: int = 10, image_size: int = 224, log: Callable[[str], None] = print) -> dict:
     from ml.engine.data.images import open_for_model
     from ml.engine.model.transforms import default_preprocessing, eval_transform
@@ -71,6 +100,7 @@ def run(*, repeats: int = 10, image_size: int = 224, log: Callable[[str], None] 
 
     preprocessing = default_preprocessing(image_size)
     transform = eval_transform(preprocessing)
+    steps = (open_for_model, transform, preprocess_image)
     if images_are_real():
         source_path = real_image_paths(1)[0]
         source, source_name = source_path.read_bytes(), source_path.name
@@ -87,35 +117,15 @@ def run(*, repeats: int = 10, image_size: int = 224, log: Callable[[str], None] 
     for width, height in SIZES:
         data = make_jpeg(source, (width, height))
         for draft in (False, True):
-
-            def decode(data=data, draft=draft):
-                return open_for_model(io.BytesIO(data), preprocessing, draft=draft)
-
-            decode_ms, image = timed(decode, repeats)
-            torch_ms, _ = timed(lambda image=image: transform(image), repeats)
-            torch_1_ms = one_thread(lambda image=image: timed(lambda: transform(image), repeats))
-            numpy_ms, _ = timed(lambda image=image: preprocess_image(image, preprocessing), repeats)
-            key = f"{width}x{height} {'draft' if draft else 'full'}"
-            row = {
-                "key": key,
-                "size": [width, height],
-                "jpeg_bytes": len(data),
-                "draft": draft,
-                "decoded_size": list(image.size),
-                "decode_ms": decode_ms,
-                "preprocess_torch_ms": torch_ms,
-                "preprocess_torch_1_thread_ms": torch_1_ms,
-                "preprocess_numpy_ms": numpy_ms,
-                "total_torch_ms": decode_ms + torch_ms,
-                "total_numpy_ms": decode_ms + numpy_ms,
-                "orientation_decode_ms": ORIENTATION_MS.get(key),
-            }
+            row = _measure(data, (width, height), draft, preprocessing, repeats, steps)
             result["rows"].append(row)
             log(
-                f"(d) {key:<16} decode {decode_ms:6.1f} ms (to {image.size[0]}×{image.size[1]}) "
-                f"+ eval preset {torch_ms:5.1f} ms (1 thread {torch_1_ms:5.1f}, NumPy preset "
-                f"{numpy_ms:5.1f} ms) "
-                f"= {decode_ms + torch_ms:6.1f} ms"
+                f"(d) {row['key']:<16} decode {row['decode_ms']:6.1f} ms (to "
+                f"{row['decoded_size'][0]}×{row['decoded_size'][1]}) "
+                f"+ eval preset {row['preprocess_torch_ms']:5.1f} ms (1 thread "
+                f"{row['preprocess_torch_1_thread_ms']:5.1f}, NumPy preset "
+                f"{row['preprocess_numpy_ms']:5.1f} ms) "
+                f"= {row['total_torch_ms']:6.1f} ms"
             )
     return result
 

@@ -3,9 +3,10 @@ real training run on the ISIC sample with its held-out report.
 
 Made for the lent GPU machine (one call, a few minutes), where only PyTorch, torchvision,
 scikit-learn and matplotlib are installed: it imports ``ml`` alone, never Django. On a CPU it
-runs the same steps, tiny (``--quick``), so the script itself is tested here. Usage::
+runs the same steps, tiny (``--quick``), so the script itself is tested here. Usage, from the
+repository root::
 
-    python3 bench/gpu_check.py --data PATH/isic-sample --out DIR [--epochs 6] [--quick]
+    python3 -m bench.gpu_check --data PATH/isic-sample --out DIR [--epochs 6] [--quick]
 
 Prints one JSON line per step and writes them all to ``DIR/gpu_check.json``.
 """
@@ -16,20 +17,18 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import RESNET50_GFLOP
+from ml.engine import train as training
+from ml.engine.model.network import SkinSenseNet
+from ml.engine.model.taxonomy import ISIC2019_CLASSES
+from ml.engine.serve.torch_predictor import pick_device
 
-from ml.engine.model.network import SkinSenseNet  # noqa: E402
-from ml.engine.model.taxonomy import ISIC2019_CLASSES  # noqa: E402
-from ml.engine.serve.torch_predictor import pick_device  # noqa: E402
-from ml.engine.train import run as training  # noqa: E402
-
-GFLOP_PER_IMAGE = 8.17  # ResNet50 at 224×224, one forward pass
+GFLOP_PER_IMAGE = RESNET50_GFLOP  # ResNet50 at 224×224, one forward pass
 
 
 def device_name(device: torch.device) -> str:
@@ -53,7 +52,7 @@ def inference_throughput(device, batches, amp: bool, seconds: float) -> list[dic
         images = torch.randn(batch, 3, 224, 224, device=device).to(
             memory_format=torch.channels_last
         )
-        autocast = training._autocast(device, amp)
+        autocast = training.autocast(device, amp)
         with autocast:
             for _ in range(3):  # warm-up: cudnn picks its algorithms
                 model(images)

@@ -9,12 +9,12 @@ and each throughput is also given as a fraction of it (images/s × GFLOP per ima
 GFLOP/s; ResNet50 at 224 is 8.17 GFLOP). int8 runs integer kernels, so its fraction of the fp32
 peak can exceed what fp32 could reach. Usage::
 
-    .venv/bin/python bench/inference_speed.py [--threads 2] [--json out.json]
-    .venv/bin/python bench/inference_speed.py --backbone resnet18 --image-size 128 --quick
+    .venv/bin/python -m bench.inference_speed [--threads 2] [--json out.json]
+    .venv/bin/python -m bench.inference_speed --backbone resnet18 --image-size 128 --quick
 
 The int8 model is calibrated on ``../shared/data/isic-sample`` when it is there, else on noise
-(the ranges matter for accuracy, not speed). Another script in ``bench/`` can
-``from inference_speed import run`` and get the same dict that ``--json`` writes.
+(the ranges matter for accuracy, not speed). Another benchmark can
+``from bench.inference_speed import run`` and get the same dict that ``--json`` writes.
 """
 
 from __future__ import annotations
@@ -23,24 +23,21 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ml.engine.model.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
-from ml.engine.model.network import SkinSenseNet  # noqa: E402
-from ml.engine.model.taxonomy import ISIC2019_CLASSES  # noqa: E402
-from ml.engine.model.transforms import default_preprocessing  # noqa: E402
-from ml.engine.serve.onnx import predict as onnx_engine  # noqa: E402
-
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "isic-sample"
+from bench.common import SAMPLE
+from ml.engine.model.checkpoint import Checkpoint, save_checkpoint
+from ml.engine.model.network import SkinSenseNet
+from ml.engine.model.taxonomy import ISIC2019_CLASSES
+from ml.engine.model.transforms import default_preprocessing
+from ml.engine.serve import onnx as onnx_engine
 
 
 def _sgemm_steps(size: int, threads: int) -> dict[str, Callable[[], object]]:
@@ -71,9 +68,9 @@ def _sgemm_steps(size: int, threads: int) -> dict[str, Callable[[], object]]:
         [helper.make_tensor_value_info("C", TensorProto.FLOAT, [size, size])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
-    options = onnx_engine.ort.SessionOptions()
+    options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    session = onnx_engine.ort.InferenceSession(
+    session = ort.InferenceSession(
         model.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
     steps["onnxruntime"] = lambda: session.run(None, {"A": a, "B": b})
@@ -136,6 +133,74 @@ def calibration_images(count: int, image_size: int) -> list:
     return [Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)) for _ in range(count)]
 
 
+def _machine(threads: int) -> dict:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads,
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
+def _export(network, backbone: str, image_size: int, calibration: int, work: str):
+    """The network through the real pipeline: checkpoint, ONNX fp32 export, int8 quantisation;
+    (fp32 path, int8 path, export seconds, quantisation seconds)."""
+    checkpoint = Checkpoint(
+        backbone=backbone,
+        classes=ISIC2019_CLASSES,
+        state_dict=network.state_dict(),
+        preprocessing=default_preprocessing(image_size),
+    )
+    weights = Path(work) / "model.pt"
+    sha256 = save_checkpoint(checkpoint, weights)
+    started = time.perf_counter()
+    fp32_path = onnx_engine.export_onnx(weights, sha256, work)
+    export_s = time.perf_counter() - started
+    started = time.perf_counter()
+    int8_path = onnx_engine.onnx_path_for(work, sha256, variant="int8")
+    onnx_engine.quantize_int8(fp32_path, calibration_images(calibration, image_size), int8_path)
+    return fp32_path, int8_path, export_s, time.perf_counter() - started
+
+
+def _batch_steps(model, sessions: dict, array: np.ndarray) -> dict[str, Callable[[], object]]:
+    """One forward pass of the batch ``array`` per engine: torch, then each ONNX session."""
+    tensor = torch.from_numpy(array).contiguous(memory_format=torch.channels_last)
+
+    def torch_step():
+        with torch.inference_mode():
+            return model(tensor)
+
+    steps: dict[str, Callable[[], object]] = {"torch-fp32": torch_step}
+    for name, session in sessions.items():
+        steps[name] = lambda session=session: session.run(None, {onnx_engine.INPUT_NAME: array})
+    return steps
+
+
+def _measure(model, sessions: dict, *, batch_sizes, image_size, seconds, gflop, peak, log):
+    """Images/s and fraction of the peak of each engine at each batch size (random inputs)."""
+    rows = []
+    rng = np.random.default_rng(0)
+    for batch in batch_sizes:
+        array = rng.standard_normal((batch, 3, image_size, image_size), dtype=np.float32)
+        for engine, step in _batch_steps(model, sessions, array).items():
+            rate = images_per_second(step, batch, seconds=seconds)
+            row = {
+                "engine": engine,
+                "batch": batch,
+                "images_per_s": rate,
+                "fraction_of_peak": rate * gflop / peak,
+            }
+            rows.append(row)
+            log(
+                f"  {engine:<17} batch {batch:>3}: {rate:8.2f} images/s "
+                f"({row['fraction_of_peak']:.0%} of peak)"
+            )
+    return rows
+
+
 def run(
     *,
     backbone: str = "resnet50",
@@ -162,70 +227,32 @@ def run(
     )
 
     result: dict = {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "threads": threads,
-            "torch": torch.__version__,
-            "onnxruntime": onnx_engine.ort.__version__,
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        },
+        "machine": _machine(threads),
         "model": {"backbone": backbone, "image_size": image_size, "gflop_per_image": gflop},
         "peak_gflops": peak,
         "peak_gflops_by_library": by_library,
         "results": [],
     }
     with tempfile.TemporaryDirectory(prefix="inference-speed.") as work:
-        checkpoint = Checkpoint(
-            backbone=backbone,
-            classes=ISIC2019_CLASSES,
-            state_dict=network.state_dict(),
-            preprocessing=default_preprocessing(image_size),
+        fp32_path, int8_path, export_s, quantize_s = _export(
+            network, backbone, image_size, calibration, work
         )
-        weights = Path(work) / "model.pt"
-        sha256 = save_checkpoint(checkpoint, weights)
-        started = time.perf_counter()
-        fp32_path = onnx_engine.export_onnx(weights, sha256, work)
-        result["export_s"] = time.perf_counter() - started
-        started = time.perf_counter()
-        int8_path = onnx_engine.onnx_path_for(work, sha256, variant="int8")
-        onnx_engine.quantize_int8(fp32_path, calibration_images(calibration, image_size), int8_path)
-        result["quantize_s"] = time.perf_counter() - started
-        log(f"export {result['export_s']:.1f} s, int8 quantisation {result['quantize_s']:.1f} s")
-
-        model = network.to(memory_format=torch.channels_last)
+        result["export_s"], result["quantize_s"] = export_s, quantize_s
+        log(f"export {export_s:.1f} s, int8 quantisation {quantize_s:.1f} s")
         sessions = {
             "onnxruntime-fp32": onnx_engine.create_session(fp32_path, threads=threads),
             "onnxruntime-int8": onnx_engine.create_session(int8_path, threads=threads),
         }
-        rng = np.random.default_rng(0)
-        for batch in batch_sizes:
-            array = rng.standard_normal((batch, 3, image_size, image_size), dtype=np.float32)
-            tensor = torch.from_numpy(array).contiguous(memory_format=torch.channels_last)
-
-            def torch_step(tensor=tensor):
-                with torch.inference_mode():
-                    return model(tensor)
-
-            steps = {"torch-fp32": torch_step}
-            for name, session in sessions.items():
-                steps[name] = lambda session=session, array=array: session.run(
-                    None, {onnx_engine.INPUT_NAME: array}
-                )
-            for engine, step in steps.items():
-                rate = images_per_second(step, batch, seconds=seconds)
-                row = {
-                    "engine": engine,
-                    "batch": batch,
-                    "images_per_s": rate,
-                    "fraction_of_peak": rate * gflop / peak,
-                }
-                result["results"].append(row)
-                log(
-                    f"  {engine:<17} batch {batch:>3}: {rate:8.2f} images/s "
-                    f"({row['fraction_of_peak']:.0%} of peak)"
-                )
+        result["results"] = _measure(
+            network.to(memory_format=torch.channels_last),
+            sessions,
+            batch_sizes=batch_sizes,
+            image_size=image_size,
+            seconds=seconds,
+            gflop=gflop,
+            peak=peak,
+            log=log,
+        )
     return result
 
 

@@ -5,7 +5,7 @@ lost cases, and writes them as JSON. ``make load`` runs it (not part of ``make t
 
 Usage::
 
-    .venv/bin/python bench/load.py [--duration 60] [--clinicians 4] [--api-readers 2]
+    .venv/bin/python -m bench.load [--duration 60] [--clinicians 4] [--api-readers 2]
 
 It uses its own PostgreSQL database (``skinsense_load``, dropped and made again), its own Redis
 key prefix, a temporary private media folder and the DEMO model (ResNet50, random weights: the
@@ -24,16 +24,16 @@ import os
 import platform
 import random
 import re
-import statistics
 import sys
 import time
 import uuid
 from pathlib import Path
 
 import gevent
-from stack import ROOT, json_line, running_stack
 
-SAMPLE = ROOT.parent / "shared" / "data" / "isic-sample"
+from bench.common import ROOT, SAMPLE, median, percentile
+from bench.stack import WEB_THREADS, json_line, running_stack
+
 PASSWORD = "load-test-" + uuid.uuid4().hex[:12]
 UPLOAD_TO_RESULT = "upload→result"
 
@@ -232,15 +232,10 @@ class ApiReader(HttpUser):
             self.client.get(f"/api/v1/cases/{case_id}/", name="api: case detail")
 
 
-def percentile(values, q):
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.load", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--duration", type=int, default=60, help="seconds of load")
     parser.add_argument("--clinicians", type=int, default=4)
     parser.add_argument("--api-readers", type=int, default=2)
@@ -249,7 +244,11 @@ def main() -> None:
     parser.add_argument("--inference-threads", type=int, default=1, help="torch threads each")
     parser.add_argument("--drain", type=int, default=240, help="seconds to wait for the last")
     parser.add_argument("--out", default=str(ROOT / "var" / "bench"))
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def _user_maker(args):
+    """Before the stack starts: the clinic's users and lesions (into ``SETUP``)."""
 
     def make_users(stack) -> None:
         setup_code = SETUP_CODE.replace("PASSWORD", repr(PASSWORD))
@@ -257,97 +256,117 @@ def main() -> None:
         setup_code = setup_code.replace("READERS", str(args.api_readers))
         SETUP.update(json_line(stack.manage("shell", code=setup_code), "SETUP-JSON "))
 
+    return make_users
+
+
+def _load(stack, args, users: dict) -> tuple[Environment, int, float]:
+    """Locust's users against the stack for ``--duration`` seconds: the environment (its
+    stats), the uploads sent within the window and the window's length."""
+    Clinician.accounts = iter(SETUP["clinicians"])
+    ApiReader.accounts = iter(SETUP["readers"])
+    Clinician.fixed_count = args.clinicians
+    Dermatologist.fixed_count = 1
+    ApiReader.fixed_count = args.api_readers
+    environment = Environment(
+        user_classes=[Clinician, Dermatologist, ApiReader],
+        host=f"http://127.0.0.1:{stack.port}",
+        events=events,
+    )
+    runner = environment.create_local_runner()
+    total_users = sum(users.values())
+    print(f"== load: {users} for {args.duration} s against gunicorn + worker")
+    started = time.monotonic()
+    runner.start(total_users, spawn_rate=total_users)
+    gevent.sleep(args.duration)
+    uploads_in_window = len(UPLOADED)
+    runner.quit()
+    return environment, uploads_in_window, time.monotonic() - started
+
+
+def _final_cases(stack, drain: float) -> list[dict]:
+    """The clinic's cases once none is queued or processing (or ``drain`` seconds passed)."""
+    deadline = time.monotonic() + drain
+    check = CHECK_CODE.replace("CLINIC", str(SETUP["clinic"]))
+    while True:
+        rows = json_line(stack.manage("shell", code=check), "CHECK-JSON ")
+        pending = [r for r in rows if r["status"] in ("queued", "processing")]
+        if not pending or time.monotonic() > deadline:
+            return rows
+        time.sleep(2)
+
+
+PAGE_NAMES = ["page: dashboard", "page: review queue", "page: patients", "page: case"]
+API_NAMES = ["api: cases list", "api: patients list", "api: case detail"]
+
+
+def _response_times(stats, names: list[str]) -> list[float]:
+    """Every response time of the requests named ``names`` (Locust keeps them as counts)."""
+    return [
+        t for n in names for t, c in stats.get(n, "GET").response_times.items() for _ in range(c)
+    ]
+
+
+def _p95(stats, name: str, method: str = "GET"):
+    entry = stats.get(name, method)
+    return entry.get_response_time_percentile(0.95) if entry.num_requests else None
+
+
+def _result(args, users: dict, stats, window: float, uploads_in_window: int, rows) -> dict:
+    """The run's figures: throughput, latencies, read times, errors and lost cases."""
+    by_id = {r["pk"]: r for r in rows}
+    lost = [pk for pk in UPLOADED if by_id.get(pk, {}).get("status") != "done"]
+    duplicated = [r["pk"] for r in rows if r["n"] > 1]
+    unknown = [r["pk"] for r in rows if r["pk"] not in set(UPLOADED)]
+    p50 = median(LATENCIES)
+    return {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.platform()}",
+        "stack": f"gunicorn {args.web_workers}×{WEB_THREADS} threads, Celery prefork "
+        f"{args.worker_concurrency}× torch threads {args.inference_threads}, PostgreSQL, "
+        "Redis, DEMO ResNet50 with Grad-CAM",
+        "users": users,
+        "duration_s": round(window, 1),
+        "uploads": len(UPLOADED),
+        "uploads_per_s": round(uploads_in_window / window, 2),
+        "upload_to_result_p50_s": round(p50, 2) if LATENCIES else None,
+        "upload_to_result_p95_s": round(percentile(LATENCIES, 0.95), 2) if LATENCIES else None,
+        "page_read_p95_ms": percentile(_response_times(stats, PAGE_NAMES), 0.95),
+        "api_read_p95_ms": percentile(_response_times(stats, API_NAMES), 0.95),
+        "per_request_p95_ms": {n: _p95(stats, n) for n in PAGE_NAMES + API_NAMES},
+        "requests": stats.total.num_requests,
+        "errors": stats.total.num_failures,
+        "error_examples": [str(e.to_dict())[:200] for e in stats.errors.values()][:5],
+        "lost_cases": len(lost),
+        "duplicated_predictions": len(duplicated),
+        "cases_nobody_uploaded": len(unknown),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    users = {"Clinician": args.clinicians, "Dermatologist": 1, "ApiReader": args.api_readers}
     with running_stack(
         name="load",
         web_workers=args.web_workers,
         worker_concurrency=args.worker_concurrency,
         inference_threads=args.inference_threads,
         queues="inference,heatmaps,default",  # the whole product: Grad-CAM after each result
-        before_start=make_users,
+        before_start=_user_maker(args),
     ) as stack:
-        port = stack.port
-        Clinician.accounts = iter(SETUP["clinicians"])
-        ApiReader.accounts = iter(SETUP["readers"])
-        Clinician.fixed_count = args.clinicians
-        Dermatologist.fixed_count = 1
-        ApiReader.fixed_count = args.api_readers
-        environment = Environment(
-            user_classes=[Clinician, Dermatologist, ApiReader],
-            host=f"http://127.0.0.1:{port}",
-            events=events,
-        )
-        runner = environment.create_local_runner()
-        users = {"Clinician": args.clinicians, "Dermatologist": 1, "ApiReader": args.api_readers}
-        total_users = sum(users.values())
-        print(f"== load: {users} for {args.duration} s against gunicorn + worker")
-        started = time.monotonic()
-        runner.start(total_users, spawn_rate=total_users)
-        gevent.sleep(args.duration)
-        uploads_in_window = len(UPLOADED)
-        runner.quit()
-        window = time.monotonic() - started
-
+        environment, uploads_in_window, window = _load(stack, args, users)
         # Every uploaded case must end done, with exactly one prediction.
-        deadline = time.monotonic() + args.drain
-        check = CHECK_CODE.replace("CLINIC", str(SETUP["clinic"]))
-        while True:
-            rows = json_line(stack.manage("shell", code=check), "CHECK-JSON ")
-            pending = [r for r in rows if r["status"] in ("queued", "processing")]
-            if not pending or time.monotonic() > deadline:
-                break
-            time.sleep(2)
-        by_id = {r["pk"]: r for r in rows}
-        lost = [pk for pk in UPLOADED if by_id.get(pk, {}).get("status") != "done"]
-        duplicated = [r["pk"] for r in rows if r["n"] > 1]
-        unknown = [r["pk"] for r in rows if r["pk"] not in set(UPLOADED)]
-        stats = environment.stats
-
-        def p95(name, method="GET"):
-            entry = stats.get(name, method)
-            return entry.get_response_time_percentile(0.95) if entry.num_requests else None
-
-        page_names = ["page: dashboard", "page: review queue", "page: patients", "page: case"]
-        api_names = ["api: cases list", "api: patients list", "api: case detail"]
-        page_times = [
-            t
-            for n in page_names
-            for t, c in stats.get(n, "GET").response_times.items()
-            for _ in range(c)
-        ]
-        api_times = [
-            t
-            for n in api_names
-            for t, c in stats.get(n, "GET").response_times.items()
-            for _ in range(c)
-        ]
-        result = {
-            "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.platform()}",
-            "stack": f"gunicorn {args.web_workers}×4 threads, Celery prefork "
-            f"{args.worker_concurrency}× torch threads {args.inference_threads}, PostgreSQL, "
-            "Redis, DEMO ResNet50 with Grad-CAM",
-            "users": users,
-            "duration_s": round(window, 1),
-            "uploads": len(UPLOADED),
-            "uploads_per_s": round(uploads_in_window / window, 2),
-            "upload_to_result_p50_s": round(statistics.median(LATENCIES), 2) if LATENCIES else None,
-            "upload_to_result_p95_s": round(percentile(LATENCIES, 0.95), 2) if LATENCIES else None,
-            "page_read_p95_ms": percentile(page_times, 0.95),
-            "api_read_p95_ms": percentile(api_times, 0.95),
-            "per_request_p95_ms": {n: p95(n) for n in page_names + api_names},
-            "requests": stats.total.num_requests,
-            "errors": stats.total.num_failures,
-            "error_examples": [str(e.to_dict())[:200] for e in stats.errors.values()][:5],
-            "lost_cases": len(lost),
-            "duplicated_predictions": len(duplicated),
-            "cases_nobody_uploaded": len(unknown),
-        }
+        rows = _final_cases(stack, args.drain)
+        result = _result(args, users, environment.stats, window, uploads_in_window, rows)
         print(json.dumps(result, indent=1, ensure_ascii=False))
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"load-{time.strftime('%Y%m%d-%H%M%S')}.json"
         path.write_text(json.dumps(result, indent=1, ensure_ascii=False))
         print(f"== written to {path}")
-        ok = not result["errors"] and not lost and not duplicated
+        ok = (
+            not result["errors"]
+            and not result["lost_cases"]
+            and not result["duplicated_predictions"]
+        )
         print("== PASS: 0 errors, 0 lost cases" if ok else "== FAIL")
     sys.exit(0 if ok else 1)
 

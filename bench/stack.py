@@ -4,51 +4,49 @@
 activates the DEMO model (ResNet50, random weights), starts gunicorn and a Celery worker with
 their own Redis key prefix and a temporary private media folder, waits until the worker has
 loaded its model, and yields a ``Stack``; on the way out it stops both processes, deletes the
-Redis keys of its prefix and the temporary folder. ``bench/load.py`` and ``bench/latency.py``
-use it::
+Redis keys of its prefix and the temporary folder. ``bench.load`` and ``bench.latency`` use it::
 
     with running_stack(name="bench", inference_threads=2) as stack:
         stack.manage("shell", code="print(1)")
         requests.get(stack.url + "/api/v1/")
 
 Anything that goes wrong while starting raises ``StackError``: a ``SystemExit`` with the reason
-(a script that does not catch it ends with the message, as ``sys.exit`` would).
+(a script that does not catch it ends with the message, as ``sys.exit`` would). The process
+helpers themselves are ``bench.processes`` (the tests' services use them too).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PYTHON = sys.executable
+from bench.processes import (
+    PYTHON,
+    ROOT,
+    StackError,
+    celery_command,
+    delete_redis_keys,
+    free_port,
+    process_env,
+    start_logged,
+    stop_processes,
+    wait_for_log,
+    wait_for_port,
+    worker_args,
+)
+
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/12"
-
-
-class StackError(SystemExit):
-    """The stack could not be started (or a management command failed); ``str`` says why."""
-
-    def __str__(self) -> str:
-        return str(self.code)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+WEB_THREADS = 4  # threads of each gunicorn process
 
 
 def manage(env: dict, *args: str, code: str | None = None) -> str:
@@ -79,42 +77,6 @@ def recreate_database(name: str) -> None:
         db.execute(f'CREATE DATABASE "{name}"')
 
 
-def wait_for_port(port: int, process: subprocess.Popen, what: str, log: Path, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise StackError(f"{what} exited:\n{log.read_text()[-3000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise StackError(f"{what} did not answer on port {port}")
-
-
-def wait_for_log(marker: str, process: subprocess.Popen, what: str, log: Path, timeout=120):
-    deadline = time.monotonic() + timeout
-    while marker not in log.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise StackError(f"{what} did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-
-
-def delete_redis_keys(url: str, prefix: str) -> int:
-    """Delete every key under ``prefix`` (queues nobody consumed, kombu bindings); best effort."""
-    try:
-        import redis
-
-        client = redis.Redis.from_url(url)
-        keys = list(client.scan_iter(match=prefix + "*", count=500))
-        if keys:
-            client.delete(*keys)
-        client.close()
-        return len(keys)
-    except Exception:  # noqa: BLE001 - cleaning up must never hide the benchmark's own result
-        return 0
-
-
 @dataclass
 class Stack:
     """A started stack: its environment (for ``manage.py``), port, folders and processes."""
@@ -142,14 +104,7 @@ class Stack:
         return manage(self.env, *args, code=code)
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(self.processes)
 
 
 def stack_env(
@@ -161,28 +116,51 @@ def stack_env(
     extra: dict | None = None,
 ) -> dict:
     """The settings of the stack's processes (production-like, on loopback, no TLS)."""
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "skinsense_site.settings",
+    production_like = {
         "DEBUG": "false",
         "SECRET_KEY": uuid.uuid4().hex * 2,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "SECURE_SSL_REDIRECT": "false",
         "SESSION_COOKIE_SECURE": "false",
         "CSRF_COOKIE_SECURE": "false",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
         "CONN_MAX_AGE": "60",
-        "CELERY_BROKER_URL": REDIS_URL,
-        "CELERY_KEY_PREFIX": key_prefix,
-        "PRIVATE_MEDIA_ROOT": str(workdir / "media"),
         "STATIC_ROOT": str(workdir / "static"),
-        "MODEL_ROOT": str(workdir / "media" / "models"),
-        "INFERENCE_DEVICE": "cpu",
-        "INFERENCE_THREADS": str(inference_threads),
         "THROTTLE_UPLOADS": "600/min",
         "PYTHONUNBUFFERED": "1",
-        **(extra or {}),
     }
+    return process_env(
+        database_url=f"postgres://postgres@127.0.0.1:5432/{database}",
+        broker_url=REDIS_URL,
+        key_prefix=key_prefix,
+        media_root=workdir / "media",
+        model_root=workdir / "media" / "models",
+        inference_threads=inference_threads,
+        extra={**production_like, **(extra or {})},
+    )
+
+
+def _prepare(stack: Stack, before_start: Callable[[Stack], None] | None) -> None:
+    """A fresh database, migrated, static files and the DEMO model; then ``before_start``."""
+    recreate_database(stack.database)
+    stack.manage("migrate", "--noinput")
+    stack.manage("collectstatic", "--noinput")
+    stack.manage("ensure_demo_model")
+    if before_start is not None:
+        before_start(stack)
+
+
+def _start(stack: Stack, *, web_workers: int, concurrency: int, queues: str):
+    """gunicorn and the Celery worker; returns once the worker has warmed its model up."""
+    web_command = [PYTHON, "-m", "gunicorn", "skinsense_site.wsgi:application"]
+    web_command += ["--bind", f"127.0.0.1:{stack.port}", "--workers", str(web_workers)]
+    web_command += ["--threads", str(WEB_THREADS), "--timeout", "60"]
+    stack.processes.append(start_logged(web_command, env=stack.env, log=stack.web_log))
+    worker_command = celery_command(*worker_args(queues, pool="prefork", concurrency=concurrency))
+    stack.processes.append(start_logged(worker_command, env=stack.env, log=stack.worker_log))
+    web, worker = stack.processes
+    wait_for_port(stack.port, web, "gunicorn", stack.web_log)
+    wait_for_log("ready.", worker, "the Celery worker", stack.worker_log)
+    wait_for_log("worker warm-up", worker, "the worker's model warm-up", stack.worker_log)
 
 
 @contextmanager
@@ -190,7 +168,6 @@ def running_stack(
     *,
     name: str = "load",
     web_workers: int = 2,
-    web_threads: int = 4,
     worker_concurrency: int = 1,
     inference_threads: int = 1,
     queues: str = "inference,default",
@@ -218,44 +195,17 @@ def running_stack(
     stack = Stack(env=env, port=port, workdir=workdir, database=database, key_prefix=key_prefix)
     try:
         log(f"== database {database}, media {workdir}, port {port}")
-        recreate_database(database)
-        stack.manage("migrate", "--noinput")
-        stack.manage("collectstatic", "--noinput")
-        stack.manage("ensure_demo_model")
-        if before_start is not None:
-            before_start(stack)
-
-        with stack.web_log.open("w") as web_log:
-            stack.processes.append(
-                subprocess.Popen(
-                    [PYTHON, "-m", "gunicorn", "skinsense_site.wsgi:application"]
-                    + ["--bind", f"127.0.0.1:{port}", "--workers", str(web_workers)]
-                    + ["--threads", str(web_threads), "--timeout", "60"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=web_log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        with stack.worker_log.open("w") as worker_log:
-            stack.processes.append(
-                subprocess.Popen(
-                    [PYTHON, "-m", "celery", "-A", "skinsense_site", "worker", "-Q"]
-                    + [queues, "--pool", "prefork"]
-                    + ["--concurrency", str(worker_concurrency), "--without-gossip"]
-                    + ["--without-mingle", "--loglevel", "INFO"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=worker_log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        web, worker = stack.processes
-        wait_for_port(port, web, "gunicorn", stack.web_log)
-        wait_for_log("ready.", worker, "the Celery worker", stack.worker_log)
-        wait_for_log("worker warm-up", worker, "the worker's model warm-up", stack.worker_log)
+        _prepare(stack, before_start)
+        _start(
+            stack,
+            web_workers=web_workers,
+            concurrency=worker_concurrency,
+            queues=queues,
+        )
         yield stack
     finally:
         stack.stop()
-        delete_redis_keys(REDIS_URL, key_prefix)
+        # Best effort: cleaning up must never hide the benchmark's own result.
+        with contextlib.suppress(Exception):
+            delete_redis_keys(REDIS_URL, key_prefix)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,14 +1,15 @@
 """(b) Throughput at batch 1/8/32 as a fraction of this machine's fp32 arithmetic ceiling, and
 the worker layout (N single-threaded processes vs one N-threaded process).
 
-``inference_speed.run()`` measures the fp32 peak (a large sgemm on all CPUs) and torch fp32,
-ONNX Runtime fp32 and ONNX Runtime int8 at each batch size; the ceiling is peak GFLOP/s ÷ the
-model's GFLOP per image (ResNet50 at 224: 8.17), so a fraction of 1.0 means the arithmetic
-limit. Targets: the best batched (batch > 1) fp32 engine at least 80 % of the ceiling; int8 at
-least 2× the ceiling (its accuracy is gated elsewhere: ``manage.py export_onnx --int8``; here
-the weights are random). ``worker_layout.run()`` measures the layouts::
+``bench.inference_speed.run()`` measures the fp32 peak (a large sgemm on all CPUs) and torch
+fp32, ONNX Runtime fp32 and ONNX Runtime int8 at each batch size; the ceiling is peak GFLOP/s ÷
+the model's GFLOP per image (ResNet50 at 224: 8.17), so a fraction of 1.0 means the arithmetic
+limit. Targets (``bench.targets``): the best batched (batch > 1) fp32 engine at least 80 % of
+the ceiling; int8 at least 2× the ceiling (its accuracy is gated elsewhere: ``manage.py
+export_onnx --int8``; here the weights are random). ``bench.worker_layout.run()`` measures the
+layouts::
 
-    .venv/bin/python bench/throughput.py [--seconds 3] [--layout-seconds 5] [--json out.json]
+    .venv/bin/python -m bench.throughput [--seconds 3] [--layout-seconds 5] [--json out.json]
 """
 
 from __future__ import annotations
@@ -16,16 +17,28 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import inference_speed
-import worker_layout
-from common import DemoModel
+from bench import inference_speed, worker_layout
+from bench.common import DemoModel
+from bench.targets import target
 
-FP32_TARGET = 0.8  # best batched fp32 at least 80 % of the ceiling
-INT8_TARGET = 2.0  # int8 at least 2× the ceiling
+FP32 = target("b.best_batched_fp32")  # best batched fp32 at least 80 % of the ceiling
+INT8 = target("b.best_int8")  # int8 at least 2× the ceiling
+FP32_TARGET = FP32.threshold
+INT8_TARGET = INT8.threshold
 FP32_ENGINES = ("torch-fp32", "onnxruntime-fp32")
 INT8_ENGINES = ("onnxruntime-int8",)
+
+
+@dataclass(frozen=True)
+class Layouts:
+    """How the worker layouts are measured (``worker_layout.run``); no engines: not at all."""
+
+    seconds: float = 5.0
+    rounds: int = 2
+    engines: Sequence[str] = worker_layout.ENGINES
 
 
 def summarise(speed: dict) -> dict:
@@ -44,10 +57,9 @@ def summarise(speed: dict) -> dict:
         "peak_gflops_by_library": speed.get("peak_gflops_by_library") or {},
         "ceiling_images_per_s": ceiling,
         "best_batched_fp32": best_fp32,
-        "best_batched_fp32_met": best_fp32 is not None
-        and best_fp32["fraction_of_peak"] >= FP32_TARGET,
+        "best_batched_fp32_met": best_fp32 is not None and FP32.met(best_fp32["fraction_of_peak"]),
         "best_int8": best_int8,
-        "best_int8_met": best_int8 is not None and best_int8["fraction_of_peak"] >= INT8_TARGET,
+        "best_int8_met": best_int8 is not None and INT8.met(best_int8["fraction_of_peak"]),
         "fp32_target": FP32_TARGET,
         "int8_target": INT8_TARGET,
     }
@@ -61,11 +73,10 @@ def run(
     batch_sizes: Sequence[int] = (1, 8, 32),
     seconds: float = 3.0,
     calibration: int = 16,
-    layout_seconds: float = 5.0,
-    layout_rounds: int = 2,
-    layout_engines: Sequence[str] = worker_layout.ENGINES,
+    layouts: Layouts | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
+    layouts = layouts or Layouts()
     speed = inference_speed.run(
         backbone=backbone,
         image_size=image_size,
@@ -80,12 +91,12 @@ def run(
         f"({summary['peak_gflops']:.0f} GFLOP/s ÷ {summary['gflop_per_image']:.2f} GFLOP)"
     )
     layout = None
-    if layout_engines:
+    if layouts.engines:
         layout = worker_layout.run(
             model=model,
-            seconds=layout_seconds,
-            rounds=layout_rounds,
-            engines=tuple(layout_engines),
+            seconds=layouts.seconds,
+            rounds=layouts.rounds,
+            engines=tuple(layouts.engines),
             backbone=backbone,
             image_size=image_size,
             log=log,
@@ -105,7 +116,7 @@ def main() -> None:
         backbone=args.backbone,
         image_size=args.image_size,
         seconds=args.seconds,
-        layout_seconds=args.layout_seconds,
+        layouts=Layouts(seconds=args.layout_seconds),
     )
     print()
     print(inference_speed.table(result["inference_speed"]))

@@ -1,12 +1,12 @@
 """Training and evaluation throughput (images/s) of the real pipeline on this machine.
 
-Decoding and augmentation run in DataLoader workers exactly as in ``ml.engine.train.run.train``; the
-model starts from random weights (nothing is downloaded). The first ``--warmup`` batches are
-not timed. Usage::
+Decoding and augmentation run in DataLoader workers exactly as in ``ml.engine.train.train``;
+the model starts from random weights (nothing is downloaded). The first ``--warmup`` batches
+are not timed. Usage::
 
-    .venv/bin/python bench/train_speed.py --backbone resnet50 --image-size 224 \
+    .venv/bin/python -m bench.train_speed --backbone resnet50 --image-size 224 \
         --batch-size 16 --num-workers 2 --steps 6
-    .venv/bin/python bench/train_speed.py --backbone resnet18 --image-size 128
+    .venv/bin/python -m bench.train_speed --backbone resnet18 --image-size 128
 
 Reads ``../shared/data/isic-sample`` (HAM10000 layout) unless ``--data`` names another set, or
 ``--synthetic N`` makes N dermoscopy-sized (600×450) JPEGs in a temporary folder-per-class set.
@@ -18,20 +18,16 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ml.engine.data.datasets import read_samples  # noqa: E402
-from ml.engine.serve.torch_predictor import pick_device  # noqa: E402
-from ml.engine.train import run as training  # noqa: E402
-
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "isic-sample"
+from bench.common import SAMPLE
+from ml.engine import train as training
+from ml.engine.data.readers import read_samples
+from ml.engine.serve.torch_predictor import pick_device
 
 
 def synthetic_dataset(root: Path, count: int, size=(600, 450)) -> Path:
@@ -72,7 +68,7 @@ def timed_batches(loader, steps: int, warmup: int, step_fn) -> float:
     return images / (time.perf_counter() - started)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(SAMPLE))
     parser.add_argument("--format", default="ham10000")
@@ -87,44 +83,15 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-amp", action="store_true")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
-    device = pick_device(args.device)
-    on_cuda = device.type == "cuda"
-    if on_cuda:
-        torch.backends.cudnn.benchmark = True
-    amp = on_cuda and not args.no_amp
-    eval_batch = args.eval_batch_size or 2 * args.batch_size
-    config = training.TrainConfig(
-        backbone=args.backbone,
-        init="random",
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        eval_batch_size=eval_batch,
-        num_workers=args.num_workers,
-        device=str(device),
-    )
-    if args.synthetic:
-        folder = tempfile.TemporaryDirectory(prefix="skinsense-bench-")
-        args.data = str(synthetic_dataset(Path(folder.name), args.synthetic))
-        args.format = "folder"
-    sample_set = read_samples(args.data, args.format)
-    needed = (args.steps + args.warmup) * max(args.batch_size, eval_batch)
-    samples = (sample_set.samples * (needed // len(sample_set.samples) + 1))[:needed]
-    classes = sample_set.classes
-    train_loader, eval_loader = training.make_loaders(
-        samples, samples, classes, config, device=device
-    )
-    model = training.build_model(args.backbone, len(classes), "random").to(device)
-    if on_cuda:
-        model = model.to(memory_format=torch.channels_last)
-    loss_fn = training.make_loss([s.label for s in samples], classes, config).to(device)
-    optimizer = training.make_optimizer(model, config)
-    scaler = torch.amp.GradScaler("cuda") if amp else None
+
+def make_steps(model, loss_fn, optimizer, scaler, device, on_cuda: bool, amp: bool):
+    """(train step, eval step) on one batch each, as the training loop runs them."""
 
     def train_step(batch):
-        images, labels, malignant = training._to_device(batch, device, on_cuda)
-        with training._autocast(device, amp):
+        images, labels, malignant = training.to_device(batch, device, on_cuda)
+        with training.autocast(device, amp):
             malignant_logit, class_logits = model(images)
         loss = loss_fn(malignant_logit, class_logits, labels, malignant)[0]
         optimizer.zero_grad(set_to_none=True)
@@ -139,16 +106,45 @@ def main() -> None:
 
     @torch.inference_mode()
     def eval_step(batch):
-        images, _, _ = training._to_device(batch, device, on_cuda)
-        with training._autocast(device, amp):
+        images, _, _ = training.to_device(batch, device, on_cuda)
+        with training.autocast(device, amp):
             malignant_logit, _ = model(images)
         malignant_logit.float().cpu()
 
+    return train_step, eval_step
+
+
+def measure(args, samples, classes, device) -> dict:
+    """Train and eval images/s on ``samples`` with the options of ``args``."""
+    on_cuda = device.type == "cuda"
+    if on_cuda:
+        torch.backends.cudnn.benchmark = True
+    amp = on_cuda and not args.no_amp
+    eval_batch = args.eval_batch_size or 2 * args.batch_size
+    config = training.TrainConfig(
+        backbone=args.backbone,
+        init="random",
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        eval_batch_size=eval_batch,
+        num_workers=args.num_workers,
+        device=str(device),
+    )
+    train_loader, eval_loader = training.make_loaders(
+        samples, samples, classes, config, device=device
+    )
+    model = training.build_model(args.backbone, len(classes), "random").to(device)
+    if on_cuda:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = training.make_loss([s.label for s in samples], classes, config).to(device)
+    optimizer = training.make_optimizer(model, config)
+    scaler = torch.amp.GradScaler("cuda") if amp else None
+    train_step, eval_step = make_steps(model, loss_fn, optimizer, scaler, device, on_cuda, amp)
     model.train()
     train_rate = timed_batches(train_loader, args.steps, args.warmup, train_step)
     model.eval()
     eval_rate = timed_batches(eval_loader, args.steps, args.warmup, eval_step)
-    result = {
+    return {
         "data": "synthetic 600x450 JPEG" if args.synthetic else args.data,
         "backbone": args.backbone,
         "image_size": args.image_size,
@@ -162,6 +158,20 @@ def main() -> None:
         "train_images_per_second": round(train_rate, 1),
         "eval_images_per_second": round(eval_rate, 1),
     }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    device = pick_device(args.device)
+    with tempfile.TemporaryDirectory(prefix="skinsense-bench-") as folder:
+        if args.synthetic:
+            args.data = str(synthetic_dataset(Path(folder), args.synthetic))
+            args.format = "folder"
+        sample_set = read_samples(args.data, args.format)
+        eval_batch = args.eval_batch_size or 2 * args.batch_size
+        needed = (args.steps + args.warmup) * max(args.batch_size, eval_batch)
+        samples = (sample_set.samples * (needed // len(sample_set.samples) + 1))[:needed]
+        result = measure(args, samples, sample_set.classes, device)
     if args.json:
         print(json.dumps(result))
     else:

@@ -7,7 +7,7 @@ together and run for ``seconds``; a round's figure is the sum of its processes' 
 each layout's best round counts. Engines: ONNX Runtime fp32 (an exported file) and torch
 fp32 (a SkinSense checkpoint, channels_last, inference mode)::
 
-    .venv/bin/python bench/worker_layout.py [--seconds 5] [--json out.json]
+    .venv/bin/python -m bench.worker_layout [--seconds 5] [--json out.json]
 
 This module imports no torch itself (it is also the children's program: ``--child``).
 """
@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import ROOT, DemoModel, make_demo_model
+from bench.common import ROOT, DemoModel, make_demo_model
 
 ENGINES = ("onnxruntime-fp32", "torch-fp32")
 
@@ -84,7 +84,7 @@ class Layout:
         workdir: Path,
     ) -> None:
         self.engine = engine
-        command = [sys.executable, str(Path(__file__).resolve()), "--child", engine]
+        command = [sys.executable, "-m", "bench.worker_layout", "--child", engine]
         command += [str(model_path), str(threads), str(image_size), str(seconds)]
         self.logs = [workdir / f"{engine}-{processes}x{threads}-{i}.log" for i in range(processes)]
         self.children = []
