@@ -1,19 +1,10 @@
-"""(d) Decoding + preprocessing per image: 600×450 and 4000×3000 JPEGs, full decode vs draft mode.
+"""(d) Decoding + preprocessing per image: 600×450 and 4000×3000 JPEGs, full decode vs draft.
 
-A real ISIC image (else a generated one; the sample's are 224×224) is scaled to each size
-(bicubic, aspect kept, centre crop) and saved as a quality-90 JPEG. Each is opened with
-``ml.engine.data.images.open_for_model`` with ``draft=False`` (libjpeg decodes every pixel) and
-``draft=True`` (libjpeg's DCT scaling to 1/2, 1/4 or 1/8 when the image is at least twice the
-resize size on its shorter side; a 600×450 image is too small for it), then preprocessed with
-the eval preset (``ml.engine.model.transforms.eval_transform``, the torch worker's) and with
-the NumPy preset (``ml.engine.serve.onnx.predict.preprocess_image``, the ONNX Runtime
-worker's). The eval preset is timed on
-torch's threads (all CPUs) and on one thread: on a busy machine a parallel resize waits for a
-core, which one thread never does::
+A real ISIC image scaled to each size is opened with ``open_for_model`` with and without JPEG
+draft mode, then preprocessed with the torch eval preset (on all threads and on one: a busy
+machine makes a parallel resize wait for a core) and the ONNX worker's NumPy preset::
 
     .venv/bin/python -m bench.decode [--repeats 10] [--json out.json]
-
-Orientation figures for this machine: full 4000×3000 decode ~160 ms, draft ~50 ms.
 """
 
 from __future__ import annotations

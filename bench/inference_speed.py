@@ -1,20 +1,12 @@
-"""CPU inference throughput (images/s): eager torch fp32 vs ONNX Runtime fp32 vs ONNX Runtime int8.
+"""CPU inference throughput (images/s): eager torch fp32 vs ONNX Runtime fp32 and int8.
 
-A SkinSenseNet with random weights (nothing is downloaded), exported and quantised through the
-real pipeline (``ml.engine.serve.onnx``), timed at batch 1, 8 and 32 on the model alone (inputs
-already preprocessed): torch in ``inference_mode`` with channels_last weights and inputs, ONNX
-Runtime with the serving session options. The machine's fp32 peak is the best large sgemm of
-torch, NumPy and ONNX Runtime on the same threads (MKL alone stays far below it on AMD CPUs),
-and each throughput is also given as a fraction of it (images/s × GFLOP per image ÷ peak
-GFLOP/s; ResNet50 at 224 is 8.17 GFLOP). int8 runs integer kernels, so its fraction of the fp32
-peak can exceed what fp32 could reach. Usage::
+A SkinSenseNet with random weights, exported and quantised through the real pipeline, timed at
+batch 1, 8 and 32 on the model alone; each figure also as a fraction of the machine's fp32 peak
+(the best large sgemm of torch, NumPy and ONNX Runtime on the same threads). int8 is calibrated
+on ``../shared/data/isic-sample`` when it is there, else on noise (ranges matter for accuracy,
+not speed)::
 
     .venv/bin/python -m bench.inference_speed [--threads 2] [--json out.json]
-    .venv/bin/python -m bench.inference_speed --backbone resnet18 --image-size 128 --quick
-
-The int8 model is calibrated on ``../shared/data/isic-sample`` when it is there, else on noise
-(the ranges matter for accuracy, not speed). Another benchmark can
-``from bench.inference_speed import run`` and get the same dict that ``--json`` writes.
 """
 
 from __future__ import annotations

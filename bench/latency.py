@@ -1,33 +1,14 @@
-"""(c) Upload→result latency through the real stack, one idle worker; then micro-batching.
+"""(c) Upload→result latency through the real stack (``bench.stack``), one idle worker; then
+micro-batching.
 
-``bench.stack`` starts gunicorn, one Celery worker (queues ``inference,default``; ``--processes``
-pool processes of ``--inference-threads`` threads each), PostgreSQL (its own database) and Redis
-(its own key prefix) with the DEMO model. A client with an API token then uploads distinct real
-images (the ISIC sample's, scaled to 600×450 JPEGs) one after another (``POST /api/v1/cases/``)
-and polls ``GET /api/v1/cases/<id>/`` every ``--poll`` seconds until the case is done; the time
-from sending the upload to reading the result is one latency. The worker is idle when each
-upload arrives (the next one is sent only after the last result was read). Reported: p50/p95 of
-the latency, the worker's own ``inference_ms`` from the prediction, the server-side time (the
-prediction's ``created_at`` minus the case's), and the worker processes' peak RSS.
-
-Then two backlogs of ``--backlog`` uploads each:
-
-- *arrivals*: sent back to back while the worker runs (uploading shares the CPUs with it);
-- *drain*: the worker stops consuming (Celery's ``cancel_consumer``), the uploads wait in the
-  queue, the worker resumes (``add_consumer``); from the first message it takes to the last
-  prediction stored. This is the micro-batching figure: images/s on a backlog, to compare with
-  (b)'s batched throughput of the same engine.
-
-::
+A client uploads distinct real images one after another and polls each case until it is done:
+p50/p95 of that latency, the worker's ``inference_ms`` and the server-side time. Then two
+backlogs of ``--backlog`` uploads: sent back to back while the worker runs (*arrivals*), and
+waiting in the queue while the worker's consumer is paused (*drain*: images/s on a backlog, to
+compare with (b)'s batched throughput). Heatmaps are enqueued but not consumed here::
 
     .venv/bin/python -m bench.latency [--uploads 20] [--backend torch|onnx|onnx-int8]
         [--processes 2 --inference-threads 1] [--backlog 16]
-
-``--backend`` is passed to the stack as the INFERENCE_BACKEND setting (unset: the setting's
-default). For onnx and onnx-int8 the model is exported first (``manage.py export_onnx``; int8
-calibrated and gated on ``../shared/data/isic-sample``), so the worker only loads it.
-Heatmaps (Grad-CAM) are enqueued by the worker as usual but not consumed here: they are not
-part of the result's latency, and a heatmap worker is a process of its own.
 """
 
 from __future__ import annotations

@@ -1,27 +1,14 @@
 """``python -m bench`` (``make bench``): every figure with its target and whether it is met.
 
-One run on this machine; all results also written as JSON (``var/bench/bench-<time>.json``)
-so later runs can be compared (``--compare last`` or ``--compare FILE`` adds their values).
-
-(a) ``original_vs_warm``: the original app's per-upload way vs our warm worker, per image.
-(b) ``throughput``: torch fp32 / ONNX Runtime fp32 / int8 at batch 1, 8, 32 as a fraction of
-    the measured fp32 ceiling, and the worker layout (N×1 thread vs 1×N threads).
-(c) ``latency``: upload→result p50/p95 through the real stack (gunicorn → Redis → one idle
-    Celery worker → PostgreSQL → the API poll).
-(d) ``decode``: decoding + preprocessing of 600×450 and 4000×3000 JPEGs, full vs draft mode.
-(e) ``worker_memory``: worker peak RSS and model load time per CPU backend.
-
-Usage (from the repository root)::
+Sections (a) ``original_vs_warm``, (b) ``throughput``, (c) ``latency``, (d) ``decode``,
+(e) ``worker_memory`` (docs/testing.md says what each measures), in one run on this machine; the
+results are also written as JSON (``var/bench/bench-<time>.json``) so that ``--compare last|FILE``
+adds an earlier run's values. The exit status is 1 when a section failed to run (a missed target
+is reported, not an error). The targets are ``bench.targets``; the sections ``bench.sections``;
+the table ``bench.report``::
 
     .venv/bin/python -m bench [--quick] [--skip-stack] [--backend torch|onnx|onnx-int8]
         [--only a,b,c,d,e] [--out var/bench] [--compare last|FILE]
-
-``--quick`` takes few samples (a smoke test, figures not meaningful); ``--skip-stack`` leaves
-out (c), which needs PostgreSQL and Redis. ``--backend`` is the INFERENCE_BACKEND of (c)'s
-worker (default onnx, the production CPU backend), in the process × thread layout (b) measured
-faster for its engine. ``--backbone``/``--image-size`` shrink the model for tests. The exit
-status is 1 when a section failed to run (a missed target is reported, not an error). The
-targets are ``bench.targets``; the sections ``bench.sections``; the table ``bench.report``.
 """
 
 from __future__ import annotations

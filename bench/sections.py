@@ -14,7 +14,7 @@ from typing import Any
 
 SECTIONS = "abcde"
 ORDER = "daebc"  # cheap and independent first; the real stack last
-DEFAULT_BACKEND = "onnx"  # (c)'s worker: the CPU production backend (README, deployment)
+DEFAULT_BACKEND = "onnx"  # (c)'s worker: the CPU production backend (docs/deployment.md)
 
 FULL = {
     "decode_repeats": 10,

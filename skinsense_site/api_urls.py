@@ -1,4 +1,4 @@
-"""The REST API under /api/v1/ (paths fixed in DESIGN.md)."""
+"""The REST API under /api/v1/ (the paths of the product design, docs/api.md)."""
 
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter

@@ -2,7 +2,7 @@
 
 Defaults are for development (SQLite, eager Celery, local private media). With DEBUG off there is
 no default for secrets: a missing SECRET_KEY is an error, not a silent insecure fallback.
-The README has a table of every variable.
+docs/configuration.md has a table of every variable.
 """
 
 from datetime import timedelta

@@ -1,29 +1,10 @@
 """The OpenAPI schema's error responses, in one place.
 
-Every API error body is one of two shapes, both produced by DRF's exception handler
-(``diagnosis.api.exceptions``):
-
-- ``ErrorDetail``: ``{"detail": "..."}`` for 401, 403, 404, 409, 429 and 503;
-- ``ValidationError``: ``{"field": ["message", ...]}`` for 400 (a field may also map to one
-  message, or to an object for nested fields; a malformed body is ``{"detail": "..."}``).
-
-``AutoSchema`` adds the responses an operation can really return, from what the view does:
-
-- 400 to writes with a request body, to list reads whose query is validated by django-filter,
-  and where a view declares it;
-- 401 to operations that need authentication;
-- 403 to writes accepted with session authentication (CSRF) and where a view declares a role
-  check (``documented_errors``);
-- 404 to operations on one object (a path id: missing or another clinic's), to paginated lists
-  (a page past the end) and where a view declares it;
-- 429 (with Retry-After) to throttled operations;
-- 503 (with Retry-After) to every operation (the database is not answering).
-
-A view declares its own extra errors either with ``extend_schema(responses={code:
-OpenApiResponse(description=...)})`` (no body given: the shape above is filled in) or, without
-replacing the success response, with a ``documented_errors`` attribute:
-``{"list": {403: "Only clinic admins ..."}}``, keyed by action (viewsets) or by method (views),
-or by ``"action.method"`` for an action answering several methods.
+Every error body is ``ErrorDetail`` (``{"detail": "..."}``: 401, 403, 404, 409, 429, 503) or
+``ValidationError`` (``{"field": ["message", ...]}``: 400), as DRF's exception handler makes
+them. ``AutoSchema.error_statuses`` says which an operation can really return; a view adds its
+own with ``extend_schema(responses=...)`` or a ``documented_errors`` attribute keyed by action or
+method (``{"list": {403: "Only clinic admins ..."}}``, or ``"action.method"``).
 """
 
 from __future__ import annotations
@@ -148,7 +129,11 @@ class AutoSchema(SpectacularAutoSchema):
         return self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None
 
     def error_statuses(self) -> dict[int, str]:
-        """The error statuses this operation documents, with their descriptions."""
+        """The errors this operation can return: 400 for writes with a body, validated list
+        queries and where declared; 401 where authentication is needed; 403 for writes that
+        accept session authentication (CSRF) and declared role checks; 404 for one object (a
+        path id), paginated lists (a page past the end) and where declared; 429 (Retry-After)
+        when throttled; 503 (Retry-After) always (the database is not answering)."""
         errors: dict[int, str] = {}
         if self._has_request_body() or self._has_validated_query():
             errors[400] = DEFAULT_DESCRIPTIONS[400]

@@ -1,22 +1,9 @@
 """Reading labelled dermoscopy data sets into the model's class list. No Django, no torch.
 
-Four layouts, each as ISIC or HAM10000 ship them (see ``read_samples``):
-
-- ``ham10000``: a metadata CSV with ``image_id``, ``dx``, ``lesion_id`` (and optionally
-  ``dx_isic2019``); images in ``images/``, next to the CSV, or in any folder beside it.
-- ``isic2019``: the ISIC 2019 ground-truth CSV (``image`` + one-hot MEL, NV, BCC, AK, BKL, DF,
-  VASC, SCC, UNK), with the optional metadata CSV (``image``, ``lesion_id``); the ISIC 2020
-  ground truth (``image_name``, ``patient_id``, ``lesion_id``, ``diagnosis``) is read too.
-- ``isic-archive``: an ISIC Archive metadata CSV (``isic_id``, ``diagnosis_1`` … ``diagnosis_5``
-  or the older ``diagnosis``, ``lesion_id``, ``patient_id``), as ``isic-cli`` downloads it.
-- ``folder``: one folder per class, named by class code (``MEL``), HAM10000 code (``akiec``)
-  or ISIC diagnosis (``Seborrheic keratosis``).
-
-Labels become classes through ``labels.LabelMapper``. The malignant (binary) target of a sample
-is 1 exactly when its class's category is malignant (MEL, BCC, SCC of the ISIC 2019 eight);
-benign and indeterminate (AK) are 0. Rows whose label maps to no class, and rows whose image
-file is missing, are skipped and listed in ``SampleSet.skipped``; ``checks.check_images`` also
-decodes every file and drops the unreadable ones.
+Four layouts, as ISIC and HAM10000 ship them: ``ham10000``, ``isic2019`` (and the ISIC 2020
+ground truth), ``isic-archive`` and ``folder`` (``read_samples`` says what each expects). Labels
+become classes through ``labels.LabelMapper``; rows whose label maps to no class or whose image is
+missing are skipped and listed in ``SampleSet.skipped``.
 """
 
 from __future__ import annotations
@@ -135,7 +122,18 @@ def read_samples(
     csv_path: str | Path | None = None,
     metadata_path: str | Path | None = None,
 ) -> SampleSet:
-    """Read a data set in one of ``FORMATS``. ``root`` is its folder (or its CSV file)."""
+    """Read a data set in one of ``FORMATS``. ``root`` is its folder (or its CSV file).
+
+    - ``ham10000``: a metadata CSV with ``image_id``, ``dx``, ``lesion_id`` (optionally
+      ``dx_isic2019``); images in ``images/``, next to the CSV, or in a folder beside it.
+    - ``isic2019``: the ISIC 2019 ground-truth CSV (``image`` + one-hot classes), with the
+      optional metadata CSV (``image``, ``lesion_id``); also the ISIC 2020 ground truth
+      (``image_name``, ``patient_id``, ``lesion_id``, ``diagnosis``).
+    - ``isic-archive``: an ISIC Archive metadata CSV (``isic_id``, ``diagnosis_1`` … ``_5`` or
+      ``diagnosis``, ``lesion_id``, ``patient_id``), as ``isic-cli`` downloads it.
+    - ``folder``: one folder per class, named by class code (``MEL``), HAM10000 code (``akiec``)
+      or ISIC diagnosis (``Seborrheic keratosis``).
+    """
     readers: dict[str, Callable[..., SampleSet]] = {
         "ham10000": read_ham10000,
         "isic2019": read_isic2019,

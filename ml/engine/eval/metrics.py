@@ -1,23 +1,10 @@
-"""Discrimination metrics as the ISIC challenge defines them. No Django, no torch.
+"""Discrimination metrics as the ISIC challenge defines them (checked against
+``isic-challenge-scoring`` in the tests). No Django, no torch.
 
-Inputs are NumPy arrays (or anything ``np.asarray`` takes): class probabilities float[N, C] in
-the model's class order, malignant probabilities float[N] from the binary head, and true class
-indices int[N]. The malignant target of a sample is 1 when its true class's category is
-malignant (see ``ml.engine.data.labels``). Calibration is in ``calibration``, the whole report
-in ``report``, its figures in ``plots``.
-
-Definitions (checked against ``isic-challenge-scoring`` in the tests):
-
-- balanced accuracy: the mean, over the classes present in the targets, of the fraction of that
-  class's images whose highest probability is that class (ISIC 2018/2019 Task 3 metric);
-- per-class AUC: one-vs-rest ROC AUC of the class's probability; macro AUC: their mean over the
-  classes with both positives and negatives; ``auc_sens_80``: the ISIC partial AUC above 80 %
-  sensitivity (not McClish-normalised); ``threshold_sensitivity`` / ``threshold_specificity``:
-  one-vs-rest at probability > 0.5, as the ISIC scoring computes its per-category values;
-- ``sensitivity`` / ``specificity`` per class: from the confusion matrix of the predicted
-  (highest-probability) class, so balanced accuracy is the mean of the sensitivities;
-- sensitivity at 80/90/95 % specificity: the best sensitivity of the malignant probability over
-  the thresholds whose specificity reaches the level, with that threshold.
+Inputs are NumPy arrays: class probabilities float[N, C] in the model's class order, malignant
+probabilities float[N] from the binary head, true class indices int[N]. Each function's
+docstring gives its definition. Calibration is in ``calibration``, the whole report in
+``report``, its figures in ``plots``.
 """
 
 from __future__ import annotations
