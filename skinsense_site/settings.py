@@ -193,6 +193,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A prefork child loads the model before it reports "up" (ml.tasks: worker_process_init). On a
+# busy machine that takes longer than Celery's 4 s default, and the parent then kills the child
+# and starts another, for ever: give it a minute.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = env.float("CELERY_WORKER_PROC_ALIVE_TIMEOUT", default=60.0)
 CELERY_TASK_ROUTES = {
     "ml.tasks.predict_case_task": {"queue": "inference"},
     "ml.tasks.heatmap_task": {"queue": "heatmaps"},

@@ -142,9 +142,12 @@ def test_a_hung_inference_is_stopped_at_the_time_limit(prefork_worker, clinician
     stored.unlink()
     os.mkfifo(stored)
     use_broker(BROKER_URL, eager=False)
-    started = time.monotonic()
     for case_id in [hung, *others]:
         assert enqueue_prediction(case_id=case_id)
+    # From the start of the attempt (not of the queue wait or the worker's model load): stopped
+    # by the soft limit, well before the hard one.
+    assert wait_until_processing([hung]) == hung
+    started = time.monotonic()
     case = wait_for(hung, timeout=60)
     stopped_after = time.monotonic() - started
     assert case.status == CaseStatus.FAILED
