@@ -15,6 +15,24 @@ class PatientSearchForm(forms.Form):
     q = forms.CharField(required=False, label="Search by identifier")
 
 
+class LesionSelect(forms.Select):
+    """A lesion picker whose options say whose lesion each is (``data-patient``), so the page
+    can offer only the chosen patient's lesions."""
+
+    def create_option(self, name, value, *args, **kwargs):
+        option = super().create_option(name, value, *args, **kwargs)
+        instance = getattr(value, "instance", None)
+        if instance is not None:
+            option["attrs"]["data-patient"] = str(instance.patient_id)
+        return option
+
+
+NEW_PATIENT_HAS_NO_LESIONS = (
+    "A new patient has no lesions yet: choose “— new lesion —”, or pick the patient this "
+    "lesion belongs to."
+)
+
+
 class NewCaseForm(forms.Form):
     """Pick or create the patient and the lesion, and upload the image, on one page."""
 
@@ -35,7 +53,11 @@ class NewCaseForm(forms.Form):
         choices=[("", "—")] + FITZPATRICK_CHOICES, required=False, label="Fitzpatrick type"
     )
     lesion = forms.ModelChoiceField(
-        queryset=None, required=False, empty_label="— new lesion —", label="Lesion"
+        queryset=None,
+        required=False,
+        empty_label="— new lesion —",
+        label="Lesion",
+        widget=LesionSelect,
     )
     new_lesion_label = forms.CharField(
         required=False,
@@ -48,9 +70,8 @@ class NewCaseForm(forms.Form):
     )
     image = forms.FileField(
         label="Image (JPEG or PNG)",
-        widget=forms.ClearableFileInput(
-            attrs={"accept": "image/jpeg,image/png", "capture": "environment"}
-        ),
+        # No "capture": phones then offer the camera and the gallery or files alike.
+        widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png"}),
     )
     image_type = forms.ChoiceField(choices=IMAGE_TYPE_CHOICES, initial="dermoscopic")
     captured_at = forms.DateTimeField(
@@ -86,7 +107,7 @@ class NewCaseForm(forms.Form):
         lesion: Lesion | None = data.get("lesion")
         if lesion is not None:
             if patient is None:
-                data["patient"] = patient = lesion.patient
+                self.add_error("lesion", NEW_PATIENT_HAS_NO_LESIONS)
             elif lesion.patient_id != patient.pk:
                 self.add_error("lesion", "This lesion belongs to another patient.")
         if patient is not None and clinic is not None and patient.clinic_id != clinic.pk:

@@ -21,6 +21,14 @@ class ReviewForm(forms.Form):
 
     def __init__(self, *args, prediction, **kwargs):
         super().__init__(*args, **kwargs)
+        if prediction.heads_disagree:  # nothing coherent to agree with
+            self.fields["verdict"].choices = [
+                (value, label) for value, label in Verdict.choices if value != Verdict.AGREE
+            ]
+            self.fields["verdict"].help_text = (
+                "“Agree” is not offered: the model's two answers disagree. Give the final "
+                "diagnosis with “Override”."
+            )
         self.fields["final_diagnosis"].choices = [("", "—")] + [
             (c["code"], f"{c['name']} ({c['code']}, {c['category']})")
             for c in prediction.model_version.classes

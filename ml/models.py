@@ -129,8 +129,9 @@ class Prediction(models.Model):
     def __str__(self) -> str:
         return f"Prediction {self.pk} for case {self.case_id}"
 
-    def top_diagnoses(self, limit: int = 3) -> list[dict]:
-        """The most probable classes with their names and categories, most probable first."""
+    def top_diagnoses(self, limit: int | None = None) -> list[dict]:
+        """The classes (all, or the ``limit`` most probable) with their names and categories,
+        most probable first."""
         classes = self.model_version.class_map()
         ranked = sorted(self.diagnosis_probabilities.items(), key=lambda kv: kv[1], reverse=True)
         return [
@@ -142,6 +143,14 @@ class Prediction(models.Model):
             }
             for code, probability in ranked[:limit]
         ]
+
+    @property
+    def heads_disagree(self) -> bool:
+        """The binary head and the top diagnosis point opposite ways (the category is then
+        indeterminate: ``ml.engine.serve.base.interpret``)."""
+        top = self.model_version.class_map().get(self.top_diagnosis, {}).get("category")
+        says_malignant = self.malignant_probability >= self.malignant_threshold
+        return top == ("benign" if says_malignant else "malignant")
 
     @property
     def top_diagnosis_name(self) -> str:

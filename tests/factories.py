@@ -3,6 +3,8 @@ from django.contrib.auth import get_user_model
 
 from diagnosis import services
 from diagnosis.models import Clinic, Lesion, Membership, Patient, Role
+from ml.engine.model.taxonomy import classes_from_dicts
+from ml.engine.serve.base import interpret
 from ml.models import Prediction
 from tests import images
 from tests.images import upload
@@ -71,6 +73,13 @@ def predicted_case(
     ).case
     probabilities = {c["code"]: 0.01 for c in model_version.classes}
     probabilities[top] = 0.93
+    # Stored as the workers store it: both heads read by the one rule.
+    _, category, _, disagree = interpret(
+        malignant_probability=malignant,
+        diagnosis_probabilities=probabilities,
+        classes=classes_from_dicts(model_version.classes),
+        thresholds={"malignant": 0.5, "confidence": 0.5},
+    )
     Prediction.objects.create(
         case=case,
         model_version=model_version,
@@ -79,8 +88,8 @@ def predicted_case(
         diagnosis_probabilities=probabilities,
         top_diagnosis=top,
         top_probability=0.93,
-        category="malignant" if malignant >= 0.5 else "benign",
-        uncertain=uncertain,
+        category=category,
+        uncertain=uncertain or disagree,
         inference_ms=10,
     )
     case.status = "done"

@@ -13,11 +13,26 @@ from diagnosis.selectors import user_can_review
 from ml.models import Prediction, Review, Verdict
 from ml.webhook_payloads import review_payload
 
+AGREE_NEEDS_AGREEING_HEADS = (
+    "“Agree” is not offered for this result: the model's two answers disagree, so there is no "
+    "one answer to agree with. Give the final diagnosis with “Override”."
+)
+
 
 def _final_diagnosis(prediction: Prediction, verdict: str, final_diagnosis: str) -> str:
     if verdict not in Verdict.values:
         raise ValidationError({"verdict": f"Choose one of: {', '.join(Verdict.values)}."})
     if verdict == Verdict.AGREE:
+        if prediction.heads_disagree:
+            raise ValidationError({"verdict": AGREE_NEEDS_AGREEING_HEADS})
+        if final_diagnosis and final_diagnosis != prediction.top_diagnosis:
+            raise ValidationError(
+                {
+                    "final_diagnosis": f"“Agree” records the model's top diagnosis "
+                    f"({prediction.top_diagnosis}); to record {final_diagnosis}, choose "
+                    "“Override”."
+                }
+            )
         return prediction.top_diagnosis
     if verdict == Verdict.SEND_BACK:
         return ""

@@ -75,7 +75,7 @@ def review_case(request, pk: int):
     context = {
         "case": case,
         "prediction": prediction,
-        "top_diagnoses": prediction.top_diagnoses(limit=len(prediction.diagnosis_probabilities)),
+        "top_diagnoses": prediction.top_diagnoses(),
         "reviews": prediction.reviews.select_related("reviewer"),
         "earlier_cases": earlier,
         "form": form,

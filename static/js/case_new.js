@@ -1,5 +1,5 @@
 // Shows the "new patient" / "new lesion" fields only when no existing record is picked,
-// and narrows the lesion list to the chosen patient.
+// and offers only the chosen patient's lesions (none for a new patient).
 (function () {
   "use strict";
   function toggle(select) {
@@ -15,10 +15,12 @@
   });
   if (patient && lesion) {
     var all = Array.prototype.slice.call(lesion.options);
+    // Only the chosen patient's lesions; a new patient has none yet (only "new lesion").
     var filter = function () {
-      var label = patient.value ? patient.options[patient.selectedIndex].text + " — " : null;
       all.forEach(function (option) {
-        option.hidden = !!(option.value && label && option.text.indexOf(label) !== 0);
+        var hide = !!option.value && option.getAttribute("data-patient") !== patient.value;
+        option.hidden = hide;
+        option.disabled = hide;
       });
       if (lesion.selectedOptions.length && lesion.selectedOptions[0].hidden) {
         lesion.value = "";

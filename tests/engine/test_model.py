@@ -164,7 +164,10 @@ def _probs(top: str, p: float) -> dict:
         (0.1, "AK", 0.8, ("indeterminate", False)),
         (0.1, "NV", 0.3, ("benign", True)),  # not confident: uncertain — refer
         (0.1, "MEL", 0.8, ("indeterminate", True)),  # heads disagree
-        (0.9, "NV", 0.8, ("malignant", True)),  # heads disagree
+        (0.9, "NV", 0.8, ("indeterminate", True)),  # heads disagree: never "malignant"
+        (0.9, "BKL", 0.3, ("indeterminate", True)),  # the reported case: malignant over BKL
+        (0.9, "AK", 0.8, ("malignant", False)),  # AK is indeterminate, not benign: no conflict
+        (0.5, "MEL", 0.8, ("malignant", False)),  # the threshold itself counts as reached
     ],
 )
 def test_interpretation_of_the_two_heads(malignant, top, p, expected):

@@ -3,6 +3,8 @@ from django.urls import reverse
 
 from diagnosis import services
 from diagnosis.models import AuditAction, AuditEvent
+from ml.engine.model.taxonomy import classes_from_dicts
+from ml.engine.serve.base import interpret
 from ml.models import ClinicOperatingPoint, Prediction
 from tests import images
 from tests.conftest import logged_in_client, upload
@@ -63,7 +65,15 @@ def test_a_clinic_admin_chooses_90_percent_sensitivity_and_predictions_use_it(
         ).case
     prediction = Prediction.objects.get(case=case)
     assert prediction.malignant_threshold == 0.4
-    assert (prediction.category == "malignant") == (prediction.malignant_probability >= 0.4)
+    # Read with the clinic's threshold by the one rule (the heads may disagree: indeterminate).
+    version = prediction.model_version
+    _, category, _, uncertain = interpret(
+        malignant_probability=prediction.malignant_probability,
+        diagnosis_probabilities=prediction.diagnosis_probabilities,
+        classes=classes_from_dicts(version.classes),
+        thresholds={**(version.thresholds or {}), "malignant": 0.4},
+    )
+    assert (prediction.category, prediction.uncertain) == (category, uncertain)
 
 
 @pytest.mark.usefixtures("curved_model")

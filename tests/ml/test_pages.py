@@ -56,12 +56,43 @@ def test_password_reset_sends_an_email(client, clinician, mailoutbox):
     assert "/accounts/reset/" in mailoutbox[0].body
 
 
-def test_new_case_page_lets_a_phone_use_its_camera(client, clinician):
+def test_new_case_page_lets_a_phone_take_a_photo_or_choose_a_file(client, clinician):
     response = logged_in_client(client, clinician).get(reverse("diagnosis:case-new"))
     assert response.status_code == 200
-    assert b'capture="environment"' in response.content
+    # Without "capture", a phone offers its camera and its gallery or files alike.
+    assert b"capture=" not in response.content
     assert b'accept="image/jpeg,image/png"' in response.content
     assert b'name="viewport"' in response.content
+
+
+def test_each_lesion_option_names_its_patient_for_the_page_to_filter(client, clinician, clinic):
+    lesion = LesionFactory(patient=PatientFactory(clinic=clinic, identifier="P-1"))
+    page = logged_in_client(client, clinician).get(reverse("diagnosis:case-new"))
+    assert f'value="{lesion.pk}" data-patient="{lesion.patient_id}"'.encode() in page.content
+
+
+def test_a_new_patient_cannot_be_filed_under_another_patients_lesion(client, clinician, clinic):
+    """The reported defect: "— new patient —" with an existing lesion filed the image under
+    that lesion's patient and dropped the new record number."""
+    theirs = LesionFactory(patient=PatientFactory(clinic=clinic, identifier="OTHER-1"))
+    logged_in_client(client, clinician)
+    response = new_case_post(client, clinic, images.jpeg_bytes(), lesion=theirs.pk)
+    assert response.status_code == 400
+    assert "A new patient has no lesions yet" in response.content.decode()
+    assert b"choose the image again" in response.content
+    assert b'value="MRN-NEW-1"' in response.content  # what was typed is kept
+    assert not Case.objects.exists()
+    assert not Patient.objects.filter(identifier="MRN-NEW-1").exists()
+
+
+def test_a_lesion_of_another_patient_is_refused(client, clinician, clinic):
+    mine = PatientFactory(clinic=clinic, identifier="MINE-1")
+    theirs = LesionFactory(patient=PatientFactory(clinic=clinic, identifier="OTHER-1"))
+    logged_in_client(client, clinician)
+    response = new_case_post(client, clinic, images.jpeg_bytes(), patient=mine.pk, lesion=theirs.pk)
+    assert response.status_code == 400
+    assert b"This lesion belongs to another patient." in response.content
+    assert not Case.objects.exists()
 
 
 def test_submitting_a_real_image_for_a_new_patient_gives_a_prediction(

@@ -99,7 +99,7 @@ def test_queue_puts_unreviewed_and_riskiest_first(clinic, clinician, colleague, 
     low = predicted_case(clinic, clinician, active_model, malignant=0.1, seed=1)
     high = predicted_case(clinic, clinician, active_model, malignant=0.9, top="MEL", seed=2)
     unsure = predicted_case(clinic, clinician, active_model, malignant=0.3, uncertain=True, seed=3)
-    reviewed = predicted_case(clinic, clinician, active_model, malignant=0.99, seed=4)
+    reviewed = predicted_case(clinic, clinician, active_model, malignant=0.99, top="BCC", seed=4)
     from ml.services import review_submit
 
     review_submit(reviewer=colleague, prediction=reviewed.predictions.get(), verdict="agree")

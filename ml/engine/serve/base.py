@@ -39,12 +39,15 @@ def interpret(
     classes: list[DiagnosisClass],
     thresholds: Thresholds,
 ) -> tuple[str, str, float, bool]:
-    """Read the two heads together. Returns (top_diagnosis, category, top_probability, uncertain).
+    """Read the two heads together by one rule. Returns (top_diagnosis, category,
+    top_probability, uncertain).
 
-    The category is malignant when the binary head reaches the malignant threshold; otherwise the
-    top diagnosis's category. When the heads disagree (malignant by one, not by the other) the
-    category is indeterminate and the result uncertain, as it is when the top diagnosis's
-    probability is below the model's confidence threshold: "uncertain — refer".
+    - The heads agree: the binary head reaches the malignant threshold and the top diagnosis is
+      not benign (malignant, or indeterminate such as AK): *malignant*; it stays below and the top
+      diagnosis is not malignant: the top diagnosis's category (*benign* or *indeterminate*).
+    - The heads disagree (malignant by one, benign or malignant by the other): *indeterminate*
+      and uncertain, "indeterminate — refer". Never "malignant" above a benign top diagnosis.
+    - Uncertain also when the top diagnosis's probability is below the confidence threshold.
     """
     by_code = {c.code: c for c in classes}
     top_code = max(diagnosis_probabilities, key=diagnosis_probabilities.__getitem__)
@@ -52,14 +55,10 @@ def interpret(
     top_category = by_code[top_code].category
     says_malignant = malignant_probability >= _threshold(thresholds, "malignant")
     uncertain = top_probability < _threshold(thresholds, "confidence")
-    if says_malignant:
-        category = "malignant"
-        uncertain = uncertain or top_category == "benign"
-    elif top_category == "malignant":
-        category = "indeterminate"
-        uncertain = True
-    else:
-        category = top_category
+    disagree = top_category == ("benign" if says_malignant else "malignant")
+    if disagree:
+        return top_code, "indeterminate", top_probability, True
+    category = "malignant" if says_malignant else top_category
     return top_code, category, top_probability, uncertain
 
 
