@@ -6,7 +6,9 @@ measure processes that must not have it); ``make_demo_model`` imports it when ca
 
 from __future__ import annotations
 
+import argparse
 import io
+import json
 import os
 import platform
 import statistics
@@ -195,3 +197,20 @@ def load_average() -> list[float] | None:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:
         return None
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, image_size: bool = True) -> None:
+    """The model a section builds: ``--backbone`` (and ``--image-size``)."""
+    parser.add_argument("--backbone", default="resnet50")
+    if image_size:
+        parser.add_argument("--image-size", type=int, default=224)
+
+
+def add_json_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", dest="json_path", help="also write the results here")
+
+
+def write_json(path: str | None, result: dict) -> None:
+    """Write a section's results as JSON, when a path was given."""
+    if path:
+        Path(path).write_text(json.dumps(result, indent=1) + "\n")

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-from bench.common import fit_jpeg, generated_jpeg, images_are_real, median, real_image_paths
+from bench.common import (
+    add_json_argument,
+    fit_jpeg,
+    generated_jpeg,
+    images_are_real,
+    median,
+    real_image_paths,
+    write_json,
+)
 
 SIZES = ((600, 450), (4000, 3000))
 ORIENTATION_MS = {"4000x3000 full": 160.0, "4000x3000 draft": 50.0}
@@ -124,11 +130,10 @@ def run(*, repeats: int = 10, image_size: int = 224, log: Callable[[str], None] 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--json", dest="json_path")
+    add_json_argument(parser)
     args = parser.parse_args()
     result = run(repeats=args.repeats)
-    if args.json_path:
-        Path(args.json_path).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.json_path, result)
 
 
 if __name__ == "__main__":

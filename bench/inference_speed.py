@@ -12,7 +12,6 @@ not speed)::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -24,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from bench.common import SAMPLE
+from bench.common import SAMPLE, add_json_argument, add_model_arguments, write_json
 from ml.engine.model.checkpoint import Checkpoint, save_checkpoint
 from ml.engine.model.network import SkinSenseNet
 from ml.engine.model.taxonomy import ISIC2019_CLASSES
@@ -269,14 +268,13 @@ def table(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="resnet50")
-    parser.add_argument("--image-size", type=int, default=224)
+    add_model_arguments(parser)
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--threads", type=int, default=None, help="default: all CPUs")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per measurement")
     parser.add_argument("--calibration", type=int, default=16, help="int8 calibration images")
     parser.add_argument("--quick", action="store_true", help="short timings (a smoke test)")
-    parser.add_argument("--json", dest="json_path", help="also write the results here")
+    add_json_argument(parser)
     args = parser.parse_args()
     result = run(
         backbone=args.backbone,
@@ -288,8 +286,8 @@ def main() -> None:
     )
     print()
     print(table(result))
+    write_json(args.json_path, result)
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps(result, indent=1) + "\n")
         print(f"written to {args.json_path}")
 
 

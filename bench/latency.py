@@ -14,16 +14,23 @@ compare with (b)'s batched throughput). Heatmaps are enqueued but not consumed h
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench import latency_client as client
-from bench.common import SAMPLE, UPLOAD_SIZE, images_are_real, median, percentile, upload_images
+from bench.common import (
+    SAMPLE,
+    UPLOAD_SIZE,
+    add_json_argument,
+    images_are_real,
+    median,
+    percentile,
+    upload_images,
+    write_json,
+)
 from bench.stack import json_line, running_stack
 from bench.targets import target
 
@@ -207,7 +214,7 @@ def main() -> None:
     parser.add_argument("--inference-threads", type=int, default=None, help="default: all CPUs")
     parser.add_argument("--processes", type=int, default=1, help="worker pool processes")
     parser.add_argument("--backlog", type=int, default=16, help="cases per backlog run")
-    parser.add_argument("--json", dest="json_path")
+    add_json_argument(parser)
     args = parser.parse_args()
     result = run(
         uploads=Uploads(
@@ -217,8 +224,7 @@ def main() -> None:
         inference_threads=args.inference_threads,
         processes=args.processes,
     )
-    if args.json_path:
-        Path(args.json_path).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.json_path, result)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,21 @@ dermoscopy upload's 600×450 and saved as quality-90 JPEGs; else generated JPEGs
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import UPLOAD_SIZE, DemoModel, make_demo_model, median, upload_images
+from bench.common import (
+    UPLOAD_SIZE,
+    DemoModel,
+    add_json_argument,
+    add_model_arguments,
+    make_demo_model,
+    median,
+    upload_images,
+    write_json,
+)
 from bench.targets import target
 
 WARM = target("a.warm_ratio")  # warm single-image inference ≤ 1/8 of the original per upload
@@ -157,9 +165,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--original", type=int, default=5, help="original-way uploads timed")
     parser.add_argument("--warm", type=int, default=20, help="warm images timed")
-    parser.add_argument("--backbone", default="resnet50")
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--json", dest="json_path")
+    add_model_arguments(parser)
+    add_json_argument(parser)
     args = parser.parse_args()
     result = run(
         original_repeats=args.original,
@@ -167,8 +174,7 @@ def main() -> None:
         backbone=args.backbone,
         image_size=args.image_size,
     )
-    if args.json_path:
-        Path(args.json_path).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.json_path, result)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench.common import ROOT, load_average, machine, make_demo_model
+from bench.common import ROOT, add_model_arguments, load_average, machine, make_demo_model
 from bench.report import ROWS, Row, previous_rows, table
 from bench.sections import FULL, ORDER, QUICK, SECTIONS, run_section
 
@@ -32,8 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-stack", action="store_true", help="leave out (c)")
     parser.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default=None)
     parser.add_argument("--only", default=SECTIONS, help="sections to run, e.g. a,d")
-    parser.add_argument("--backbone", default="resnet50")
-    parser.add_argument("--image-size", type=int, default=224)
+    add_model_arguments(parser)
     parser.add_argument("--out", default=str(ROOT / "var" / "bench"))
     parser.add_argument("--compare", help="'last' or a bench-*.json: show its values too")
     return parser.parse_args(argv)

@@ -15,13 +15,11 @@ layouts::
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench import inference_speed, worker_layout
-from bench.common import DemoModel
+from bench.common import DemoModel, add_json_argument, add_model_arguments, write_json
 from bench.targets import target
 
 FP32 = target("b.best_batched_fp32")  # best batched fp32 at least 80 % of the ceiling
@@ -106,11 +104,10 @@ def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="resnet50")
-    parser.add_argument("--image-size", type=int, default=224)
+    add_model_arguments(parser)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--layout-seconds", type=float, default=5.0)
-    parser.add_argument("--json", dest="json_path")
+    add_json_argument(parser)
     args = parser.parse_args()
     result = run(
         backbone=args.backbone,
@@ -120,8 +117,7 @@ def main() -> None:
     )
     print()
     print(inference_speed.table(result["inference_speed"]))
-    if args.json_path:
-        Path(args.json_path).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.json_path, result)
 
 
 if __name__ == "__main__":

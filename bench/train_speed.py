@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import SAMPLE
+from bench.common import SAMPLE, add_model_arguments
 from ml.engine import train as training
 from ml.engine.data.readers import read_samples
 from ml.engine.serve.torch_predictor import pick_device
@@ -73,8 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", default=str(SAMPLE))
     parser.add_argument("--format", default="ham10000")
     parser.add_argument("--synthetic", type=int, default=0, help="make N images instead")
-    parser.add_argument("--backbone", default="resnet50")
-    parser.add_argument("--image-size", type=int, default=224)
+    add_model_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--eval-batch-size", type=int, default=None)
     parser.add_argument("--num-workers", type=int, default=2)

@@ -24,7 +24,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import ROOT, DemoModel, make_demo_model
+from bench.common import (
+    ROOT,
+    DemoModel,
+    add_json_argument,
+    add_model_arguments,
+    make_demo_model,
+    write_json,
+)
 
 ENGINES = ("onnxruntime-fp32", "torch-fp32")
 
@@ -232,9 +239,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--backbone", default="resnet50")
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--json", dest="json_path")
+    add_model_arguments(parser)
+    add_json_argument(parser)
     args = parser.parse_args()
     result = run(
         seconds=args.seconds,
@@ -242,8 +248,7 @@ def main() -> None:
         backbone=args.backbone,
         image_size=args.image_size,
     )
-    if args.json_path:
-        Path(args.json_path).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.json_path, result)
 
 
 if __name__ == "__main__":

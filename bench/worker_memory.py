@@ -25,7 +25,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import ROOT, DemoModel, make_demo_model, upload_images
+from bench.common import (
+    ROOT,
+    DemoModel,
+    add_json_argument,
+    add_model_arguments,
+    make_demo_model,
+    upload_images,
+    write_json,
+)
 from bench.targets import target
 
 PEAK_RSS = target("e.peak_rss")  # peak RSS with the model loaded under 1 GB
@@ -147,12 +155,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0, help="0: the backend's default")
-    parser.add_argument("--backbone", default="resnet50")
-    parser.add_argument("--json", dest="json_path")
+    add_model_arguments(parser, image_size=False)
+    add_json_argument(parser)
     args = parser.parse_args()
     result = run(images=args.images, threads=args.threads, backbone=args.backbone)
-    if args.json_path:
-        Path(args.json_path).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.json_path, result)
 
 
 if __name__ == "__main__":
