@@ -145,6 +145,12 @@ class Prediction(models.Model):
         ]
 
     @property
+    def last_verdict_display(self) -> str:
+        """The readable verdict of the latest review (``review_queue`` annotates the code)."""
+        code = getattr(self, "last_verdict", None)
+        return Verdict(code).label if code in Verdict.values else ""
+
+    @property
     def heads_disagree(self) -> bool:
         """The binary head and the top diagnosis point opposite ways (the category is then
         indeterminate: ``ml.engine.serve.base.interpret``)."""
@@ -191,6 +197,14 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_verdict_display()} by {self.reviewer} on prediction {self.prediction_id}"
+
+    @property
+    def final_diagnosis_name(self) -> str:
+        """The final diagnosis's name in the prediction's model's classes (its code if none)."""
+        if not self.final_diagnosis:
+            return ""
+        classes = self.prediction.model_version.class_map()
+        return classes.get(self.final_diagnosis, {}).get("name", self.final_diagnosis)
 
 
 class ClinicOperatingPoint(models.Model):

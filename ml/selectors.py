@@ -24,10 +24,17 @@ QUEUE_STATES = {
 
 
 def _predictions_prefetch() -> Prefetch:
+    """Each case's predictions (newest first, no shadow runs), each with its reviews."""
+    reviews = Prefetch(
+        "reviews",
+        queryset=Review.objects.select_related("reviewer").order_by("-created_at", "-pk"),
+        to_attr="review_list",
+    )
     return Prefetch(
         "predictions",
         queryset=Prediction.objects.filter(shadow=False)
         .select_related("model_version")
+        .prefetch_related(reviews)
         .order_by("-created_at"),
         to_attr="prediction_list",
     )
@@ -50,6 +57,16 @@ def latest_prediction(case: Case):
             .order_by("-created_at")
         )
     return predictions[0] if predictions else None
+
+
+def latest_review(prediction) -> Review | None:
+    """The newest review of a prediction (what the clinician is shown), with its reviewer."""
+    if prediction is None:
+        return None
+    reviews = getattr(prediction, "review_list", None)
+    if reviews is not None:
+        return reviews[0] if reviews else None
+    return prediction.reviews.select_related("reviewer").order_by("-created_at", "-pk").first()
 
 
 def cases_for_user(user) -> QuerySet[Case]:

@@ -54,12 +54,22 @@ CASE_DONE = {
     "created_at": "2026-03-02T09:16:01.200000Z",
     "updated_at": "2026-03-02T09:16:04.010000Z",
     "prediction": PREDICTION,
+    "latest_review": {
+        "id": 77,
+        "prediction": 311,
+        "reviewer": "dr.okafor",
+        "verdict": "override",
+        "final_diagnosis": "MEL",
+        "notes": "Atypical network; excise.",
+        "created_at": "2026-03-03T14:02:11.500000Z",
+    },
 }
 CASE_QUEUED = {
     **CASE_DONE,
     "status": "queued",
     "updated_at": "2026-03-02T09:16:01.200000Z",
     "prediction": None,
+    "latest_review": None,
 }
 
 CASE = [

@@ -107,6 +107,9 @@ class CaseSerializer(serializers.ModelSerializer):
         help_text="A small JPEG of the image for lists (cacheable); add ?size=768 for a larger one."
     )
     prediction = serializers.SerializerMethodField()
+    latest_review = serializers.SerializerMethodField(
+        help_text="The newest dermatologist's review of the prediction, or null."
+    )
 
     class Meta:
         model = Case
@@ -129,6 +132,7 @@ class CaseSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
             "prediction",
+            "latest_review",
         ]
         read_only_fields = fields
 
@@ -148,3 +152,8 @@ class CaseSerializer(serializers.ModelSerializer):
         if prediction is None:
             return None
         return PredictionSerializer(prediction, context=self.context).data
+
+    @extend_schema_field(ReviewSerializer(allow_null=True))
+    def get_latest_review(self, case):
+        review = selectors.latest_review(selectors.latest_prediction(case))
+        return None if review is None else ReviewSerializer(review, context=self.context).data

@@ -61,6 +61,11 @@ def case_detail(request, pk: int):
     case = get_object_or_404(selectors.cases_for_user(request.user), pk=pk)
     audit_record(action=AuditAction.VIEW, actor=request.user, target=case)
     context = _case_context(case)
+    prediction = context["prediction"]
+    context["review"] = selectors.latest_review(prediction)
+    context["can_review"] = prediction is not None and diagnosis_selectors.user_can_review(
+        user=request.user, clinic=case.clinic
+    )
     earlier = (
         selectors.cases_for_user(request.user)
         .filter(lesion=case.lesion)

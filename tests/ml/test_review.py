@@ -127,3 +127,50 @@ def test_staff_read_everything_in_the_admin_but_edit_no_clinical_record(client, 
         ).status_code
         == 403
     )
+
+
+def test_the_clinician_sees_the_review_on_the_case_page(
+    client, clinic, clinician, colleague, active_model
+):
+    """The reported defect: an override to melanoma with the note "excise" was invisible to the
+    clinician; the case page had no "review this case" link for a dermatologist either."""
+    from ml.services import review_submit
+
+    case = predicted_case(clinic, clinician, active_model, malignant=0.2, top="NV")
+    page = logged_in_client(client, colleague).get(case.get_absolute_url()).content.decode()
+    assert "Not reviewed yet." in page
+    assert reverse("ml:review-case", args=[case.pk]) in page  # a dermatologist may review
+    review_submit(
+        reviewer=colleague,
+        prediction=case.predictions.get(),
+        verdict="override",
+        final_diagnosis="MEL",
+        notes="excise",
+    )
+    client.logout()
+    page = logged_in_client(client, clinician).get(case.get_absolute_url()).content.decode()
+    assert "Override" in page
+    assert "Melanoma" in page
+    assert "excise" in page
+    assert colleague.username in page
+    assert reverse("ml:review-case", args=[case.pk]) not in page  # a clinician does not review
+    body = api_client_for(clinician).get(f"/api/v1/cases/{case.pk}/").json()
+    assert body["latest_review"]["verdict"] == "override"
+    assert body["latest_review"]["final_diagnosis"] == "MEL"
+    assert body["latest_review"]["notes"] == "excise"
+
+
+def test_the_queue_and_the_timeline_show_verdicts_in_words(
+    client, clinic, clinician, colleague, active_model
+):
+    from ml.services import review_submit
+
+    case = predicted_case(clinic, clinician, active_model)
+    review_submit(
+        reviewer=colleague, prediction=case.predictions.get(), verdict="send_back", notes="blurry"
+    )
+    queue = logged_in_client(client, colleague).get(reverse("ml:review-queue") + "?state=all")
+    assert "Send back (needs a better image)" in queue.content.decode()
+    assert ">send_back<" not in queue.content.decode()
+    timeline = client.get(reverse("ml:patient-detail", args=[case.lesion.patient_id]))
+    assert "Send back (needs a better image)" in timeline.content.decode()
