@@ -66,8 +66,8 @@ def case_detail(request, pk: int):
     context["can_review"] = prediction is not None and diagnosis_selectors.user_can_review(
         user=request.user, clinic=case.clinic
     )
-    earlier = (
-        selectors.cases_for_user(request.user)
+    earlier = (  # thumbnails and dates only: no predictions needed
+        diagnosis_selectors.cases_for_user(request.user)
         .filter(lesion=case.lesion)
         .exclude(pk=case.pk)
         .order_by("captured_at")
