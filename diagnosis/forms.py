@@ -81,6 +81,9 @@ class NewCaseForm(forms.Form):
         help_text="Leave empty for now.",
     )
     notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    # One per page shown: a second submit of the same page (a double click, a reload) lands on
+    # the case the first one made instead of making another.
+    form_token = forms.UUIDField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, *args, clinics, patients, lesions, **kwargs):
         super().__init__(*args, **kwargs)

@@ -1,6 +1,8 @@
 """Server-rendered pages of the clinical records: the patient list, a new case, a case's image and
 thumbnails, retrying a failed case. Pages that show what the model said are ``ml.views``."""
 
+import uuid
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -11,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from diagnosis import selectors, services
 from diagnosis.files import serve_case_image, serve_case_thumbnail
 from diagnosis.forms import NewCaseForm, PatientSearchForm
-from diagnosis.models import Case, CaseStatus
+from diagnosis.models import Case, CaseStatus, IdempotencyKey
 
 
 @login_required
@@ -24,9 +26,33 @@ def patient_list(request):
     return render(request, "diagnosis/patient_list.html", {"form": form, "page": page})
 
 
+NEW_CASE_PAGE_KEY = "web-new-case:{}"  # the IdempotencyKey of a new-case page's form_token
+
+
+def _case_of_token(user, token) -> Case | None:
+    """The case a new-case page with this token already made (a repeated submit)."""
+    if not token:
+        return None
+    stored = (
+        IdempotencyKey.objects.filter(user=user, key=NEW_CASE_PAGE_KEY.format(token))
+        .select_related("case")
+        .first()
+    )
+    return stored.case if stored else None
+
+
+def _remember_token(user, token, case: Case) -> None:
+    if token:
+        IdempotencyKey.objects.get_or_create(
+            user=user,
+            key=NEW_CASE_PAGE_KEY.format(token),
+            defaults={"request_sha256": "", "case": case, "response_status": 302},
+        )
+
+
 def _new_case_form(request, data=None, files=None):
     user = request.user
-    initial = {}
+    initial = {"form_token": uuid.uuid4()}
     for name in ("patient", "lesion"):
         if request.GET.get(name, "").isdigit():
             initial[name] = request.GET[name]
@@ -48,6 +74,11 @@ def case_new(request):
     if request.method == "GET":
         return render(request, "diagnosis/case_new.html", {"form": _new_case_form(request)})
     form = _new_case_form(request, request.POST, request.FILES)
+    token = request.POST.get("form_token", "")
+    repeated = _case_of_token(request.user, token) if _is_uuid(token) else None
+    if repeated is not None:
+        messages.info(request, "This form was already sent: here is the case it made.")
+        return redirect(repeated)
     if form.is_valid():
         data = form.cleaned_data
         try:
@@ -72,14 +103,32 @@ def case_new(request):
                 captured_at=data["captured_at"],
             )
         except ValidationError as exc:
+            twin = _case_of_token(request.user, data.get("form_token"))
+            if twin is not None:  # the first of two submits finished meanwhile
+                return redirect(twin)
             _attach_errors(form, exc)
         else:
-            if submission.created:
-                messages.success(request, "Image received. The prediction is on its way.")
-            else:
-                messages.info(request, "This image was already submitted for this lesion.")
+            _remember_token(request.user, data.get("form_token"), submission.case)
+            messages.success(request, _received_message(submission))
             return redirect(submission.case)
     return render(request, "diagnosis/case_new.html", {"form": form}, status=400)
+
+
+def _received_message(submission) -> str:
+    if not submission.created:
+        return "This image was already submitted for this lesion: here is its case."
+    case = Case.objects.get(pk=submission.case.pk)  # its status now (eager tasks ran already)
+    if case.status == CaseStatus.DONE:
+        return "Image received and analysed: the result is below."
+    return "Image received. The result appears below when the model has looked at it."
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _attach_errors(form, exc: ValidationError) -> None:

@@ -30,4 +30,17 @@
     patient.addEventListener("change", filter);
     filter();
   }
+  // One submit: the button is disabled and says what is happening (the server also lands a
+  // repeated submit of this page on the case the first one made).
+  var form = document.querySelector("form.form-grid");
+  var button = document.getElementById("submit-case");
+  var progress = document.getElementById("submit-progress");
+  if (form && button) {
+    form.addEventListener("submit", function (event) {
+      if (button.disabled) { event.preventDefault(); return; }
+      button.disabled = true;
+      button.textContent = "Uploading…";
+      if (progress) progress.hidden = false;
+    });
+  }
 })();

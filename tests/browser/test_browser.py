@@ -81,6 +81,28 @@ def test_a_clinician_uploads_an_image_for_a_new_patient_and_sees_the_result(
     assert case.status == CaseStatus.DONE
 
 
+@pytest.mark.usefixtures("clinic", "active_model")
+def test_a_double_click_on_submit_makes_one_case(
+    browser_page, live_server, clinician, tmp_path, sample_jpeg_bytes
+):
+    image = tmp_path / "lesion.jpg"
+    image.write_bytes(sample_jpeg_bytes)
+    page = browser_page
+    log_in(page, live_server, clinician.username)
+    page.click("text=New case")
+    # "— new patient —" offers no existing lesion at all.
+    visible = page.eval_on_selector_all(
+        "#id_lesion option", "options => options.filter(o => !o.hidden).map(o => o.value)"
+    )
+    assert visible == [""]
+    page.fill("#id_new_patient_identifier", "DOUBLE-1")
+    page.fill("#id_new_lesion_label", "left forearm")
+    page.set_input_files("#id_image", str(image))
+    page.dblclick("#submit-case")
+    page.wait_for_selector(".verdict .big", timeout=30_000)
+    assert Case.objects.filter(lesion__patient__identifier="DOUBLE-1").count() == 1
+
+
 def test_the_case_page_updates_itself_when_the_prediction_arrives(
     browser_page,
     live_server,

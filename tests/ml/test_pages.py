@@ -1,3 +1,4 @@
+import re
 from datetime import UTC
 
 import pytest
@@ -424,3 +425,30 @@ def test_list_pages_run_a_constant_number_of_queries(client, clinic, colleague, 
     _add_cases(clinic, colleague, model_version, set(range(1, 20)) - {3}, patient=patient)
     many = queries()
     assert many == few, f"{name}: {few} queries with 1 case, {many} with 20"
+
+
+def test_a_repeated_submit_of_the_new_case_page_lands_on_the_first_case(client, clinician, clinic):
+    """The reported defect: a double click said "this clinic already has a patient with this
+    identifier" although the first click had made patient and case."""
+    logged_in_client(client, clinician)
+    page = client.get(reverse("diagnosis:case-new")).content.decode()
+    token = re.search(r'name="form_token" value="([0-9a-f-]+)"', page).group(1)
+    first = new_case_post(client, clinic, images.jpeg_bytes(), form_token=token)
+    second = new_case_post(client, clinic, images.jpeg_bytes(color=(9, 9, 9)), form_token=token)
+    case = Case.objects.get()
+    assert first.status_code == 302
+    assert second.status_code == 302
+    assert first["Location"] == second["Location"] == case.get_absolute_url()
+    assert Patient.objects.filter(identifier="MRN-NEW-1").count() == 1
+    other = new_case_post(client, clinic, images.jpeg_bytes(), new_patient_identifier="MRN-2")
+    assert other.status_code == 302  # no token (an old page): an ordinary submit
+    assert Case.objects.count() == 2
+
+
+@pytest.mark.usefixtures("active_model")
+def test_the_message_after_an_upload_never_contradicts_the_result(client, clinician, clinic):
+    logged_in_client(client, clinician)
+    response = new_case_post(client, clinic, images.jpeg_bytes())
+    page = client.get(response["Location"]).content.decode()
+    assert "Image received" in page
+    assert "on its way" not in page  # was shown above a finished result
