@@ -452,3 +452,28 @@ def test_the_message_after_an_upload_never_contradicts_the_result(client, clinic
     page = client.get(response["Location"]).content.decode()
     assert "Image received" in page
     assert "on its way" not in page  # was shown above a finished result
+
+
+def test_error_pages_and_small_texts_read_as_a_person_expects(client, clinician, clinic):
+    logged_in_client(client, clinician)
+    forbidden = client.get(reverse("ml:review-queue"))  # a clinician does not review
+    assert forbidden.status_code == 403
+    assert "<h1>Not allowed</h1>" in forbidden.content.decode()
+    assert "dermatologists and clinic admins" in forbidden.content.decode()
+    missing = client.get(reverse("ml:case-detail", args=[987654]))
+    assert missing.status_code == 404
+    assert "<h1>Not found</h1>" in missing.content.decode()
+    new_case = client.get(reverse("diagnosis:case-new")).content.decode()
+    assert ">Clinic:<" not in new_case  # one clinic: no empty label
+    patients = client.get(reverse("diagnosis:patient-list")).content.decode()
+    assert "New patient</a>" in patients
+    PatientFactory(clinic=clinic)
+    from diagnosis import services
+
+    services.case_submit(
+        user=clinician,
+        lesion=LesionFactory(patient=PatientFactory(clinic=clinic)),
+        upload=upload(images.jpeg_bytes()),
+    )
+    dashboard = client.get(reverse("ml:dashboard")).content.decode()
+    assert "<strong>1</strong> case<" in dashboard
