@@ -152,11 +152,11 @@ class Prediction(models.Model):
 
     @property
     def heads_disagree(self) -> bool:
-        """The binary head and the top diagnosis point opposite ways (the category is then
-        indeterminate: ``ml.engine.serve.base.interpret``)."""
+        """The binary head and the top diagnosis point opposite ways: by the one rule
+        (``ml.engine.serve.base.interpret``) the category is then indeterminate while the top
+        diagnosis itself is benign or malignant."""
         top = self.model_version.class_map().get(self.top_diagnosis, {}).get("category")
-        says_malignant = self.malignant_probability >= self.malignant_threshold
-        return top == ("benign" if says_malignant else "malignant")
+        return self.category == PredictionCategory.INDETERMINATE and top in ("benign", "malignant")
 
     @property
     def top_diagnosis_name(self) -> str:

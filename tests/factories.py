@@ -74,7 +74,7 @@ def predicted_case(
     probabilities = {c["code"]: 0.01 for c in model_version.classes}
     probabilities[top] = 0.93
     # Stored as the workers store it: both heads read by the one rule.
-    _, category, _, disagree = interpret(
+    _, category, _, uncertain_by_rule = interpret(
         malignant_probability=malignant,
         diagnosis_probabilities=probabilities,
         classes=classes_from_dicts(model_version.classes),
@@ -89,7 +89,7 @@ def predicted_case(
         top_diagnosis=top,
         top_probability=0.93,
         category=category,
-        uncertain=uncertain or disagree,
+        uncertain=uncertain or uncertain_by_rule,
         inference_ms=10,
     )
     case.status = "done"
