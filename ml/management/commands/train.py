@@ -55,6 +55,20 @@ class Command(BaseCommand):
         parser.add_argument("--scheduler", choices=["cosine", "plateau"], default="cosine")
         parser.add_argument("--patience", type=int, default=5, help="Early stopping (0: never)")
         parser.add_argument("--imbalance", choices=["sampler", "loss", "none"], default="sampler")
+        parser.add_argument(
+            "--label-smoothing", type=float, default=0.0, help="Of the diagnosis head's CE"
+        )
+        parser.add_argument(
+            "--binary-loss-weight", type=float, default=0.5, help="λ in CE + λ·BCE (malignant)"
+        )
+        parser.add_argument("--dropout", type=float, default=0.0, help="Before the heads")
+        parser.add_argument("--warmup-epochs", type=int, default=1)
+        parser.add_argument(
+            "--min-lr-ratio", type=float, default=0.01, help="cosine: the last epoch's lr / lr"
+        )
+        parser.add_argument("--grad-clip", type=float, help="Clip the gradient norm to this")
+        parser.add_argument("--validation-fraction", type=float, default=0.2, help="With --folds 1")
+        parser.add_argument("--eval-batch-size", type=int, help="Default: 2 × --batch-size")
         parser.add_argument("--max-per-class", type=int, help="Quick runs: cap images per class")
         parser.add_argument("--max-steps-per-epoch", type=int)
         parser.add_argument("--num-workers", type=int, default=2)
@@ -184,6 +198,14 @@ _DIRECT_OPTIONS = (
     "scheduler",
     "patience",
     "imbalance",
+    "label_smoothing",
+    "binary_loss_weight",
+    "dropout",
+    "warmup_epochs",
+    "min_lr_ratio",
+    "grad_clip",
+    "validation_fraction",
+    "eval_batch_size",
     "max_per_class",
     "max_steps_per_epoch",
     "num_workers",
