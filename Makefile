@@ -33,11 +33,12 @@ install-dev: $(DEV_STAMP)
 run: $(RUN_STAMP)
 	mkdir -p var
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo
 	$(PY) manage.py ensure_demo_model
+	$(PY) manage.py seed_demo
 	@echo ""
 	@echo "  SkinSense is starting on http://127.0.0.1:$(PORT)/"
-	@echo "  Log in as demo (clinician), derm (dermatologist) or outsider (another clinic),"
+	@echo "  Log in as demo (clinician), derm (dermatologist), clinicadmin (clinic admin),"
+	@echo "  auditor (staff: model performance) or outsider (another clinic),"
 	@echo "  password: $${DEMO_PASSWORD:-skinsense-demo}. API docs: http://127.0.0.1:$(PORT)/api/docs/"
 	@echo ""
 	$(PY) manage.py runserver 127.0.0.1:$(PORT) --noreload

@@ -1,6 +1,10 @@
+from datetime import timedelta
+
 from django import forms
 from django.utils import timezone
+from django.utils.html import format_html
 
+from diagnosis.middleware import time_zone_named
 from diagnosis.models import (
     ANATOMIC_SITE_CHOICES,
     FITZPATRICK_CHOICES,
@@ -9,6 +13,8 @@ from diagnosis.models import (
     Patient,
     Sex,
 )
+from diagnosis.sites import site_label
+from diagnosis.widgets import AnatomicSiteSelect
 
 
 class PatientSearchForm(forms.Form):
@@ -66,7 +72,11 @@ class NewCaseForm(forms.Form):
         help_text='e.g. "left shoulder, upper"',
     )
     new_lesion_anatomic_site = forms.ChoiceField(
-        choices=[("", "—")] + ANATOMIC_SITE_CHOICES, required=False, label="Anatomic site"
+        choices=[("", "—")] + ANATOMIC_SITE_CHOICES,
+        required=False,
+        label="Anatomic site",
+        widget=AnatomicSiteSelect,
+        help_text="Choose the region, then the site if you can be more precise.",
     )
     image = forms.FileField(
         label="Image (JPEG or PNG)",
@@ -78,29 +88,51 @@ class NewCaseForm(forms.Form):
         required=False,
         label="Taken at",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-        help_text="Leave empty for now.",
     )
+    # The browser's time zone (static/js/timezone.js): "taken at" is read in it.
+    tz = forms.CharField(widget=forms.HiddenInput, required=False)
     notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
     # One per page shown: a second submit of the same page (a double click, a reload) lands on
     # the case the first one made instead of making another.
     form_token = forms.UUIDField(widget=forms.HiddenInput, required=False)
+    # "Add a new image of this lesion" from a send-back or a follow-up: the case it answers.
+    follows = forms.ModelChoiceField(queryset=None, required=False, widget=forms.HiddenInput)
 
-    def __init__(self, *args, clinics, patients, lesions, **kwargs):
+    def __init__(self, *args, clinics, patients, lesions, cases, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["clinic"].queryset = clinics
         self.fields["patient"].queryset = patients
         self.fields["lesion"].queryset = lesions
-        self.fields["lesion"].label_from_instance = lambda lesion: (
-            f"{lesion.patient.identifier} — {lesion}"
+        self.fields["follows"].queryset = cases
+        self.fields["lesion"].label_from_instance = _lesion_choice_label
+        # The zone the form was sent from, else the page's (the cookie's, else the default).
+        sent = time_zone_named(self.data.get("tz")) if self.is_bound else None
+        self.time_zone = sent or timezone.get_current_timezone()
+        self.fields["tz"].initial = str(self.time_zone)
+        self.fields["captured_at"].help_text = format_html(
+            "Times are in <span data-time-zone>{}</span>. Leave empty for now.", str(self.time_zone)
         )
         if clinics.count() == 1:
             self.fields["clinic"].widget = forms.HiddenInput()
             self.fields["clinic"].initial = clinics.first()
 
+    def full_clean(self):
+        # A date without a zone ("taken at") is read in the zone the form was sent from.
+        with timezone.override(self.time_zone):
+            super().full_clean()
+
+    def clean_tz(self):
+        return str(self.time_zone)
+
     def clean_captured_at(self):
         value = self.cleaned_data.get("captured_at")
-        if value and value > timezone.now() + timezone.timedelta(minutes=5):
-            raise forms.ValidationError("The image cannot have been taken in the future.")
+        now = timezone.now()
+        if value and value > now + timedelta(minutes=5):
+            local_now = timezone.localtime(now, self.time_zone)
+            raise forms.ValidationError(
+                f"This time is in the future: it is {local_now:%Y-%m-%d %H:%M} now in "
+                f"{self.time_zone}. Check the date and time, or leave the field empty."
+            )
         return value
 
     def clean(self):
@@ -122,3 +154,8 @@ class NewCaseForm(forms.Form):
         if lesion is None and not (data.get("new_lesion_label") or "").strip():
             self.add_error("new_lesion_label", "Pick a lesion or give the new lesion a label.")
         return data
+
+
+def _lesion_choice_label(lesion: Lesion) -> str:
+    site = f" ({site_label(lesion.anatomic_site)})" if lesion.anatomic_site else ""
+    return f"{lesion.patient.identifier} — {lesion.label}{site}"

@@ -1,4 +1,9 @@
-"""A database outage answers 503 Service Unavailable with Retry-After, never a 500.
+"""Middleware of the pages: the user's time zone, and a database outage as a 503.
+
+``TimeZoneMiddleware`` shows every date in the zone the browser reported (cookie ``tz``, set by
+``static/js/timezone.js``); an unknown or missing name leaves the default (``TIME_ZONE``).
+
+A database outage answers 503 Service Unavailable with Retry-After, never a 500.
 
 While PostgreSQL is stopped or unreachable every request that needs it fails with
 ``OperationalError`` (or ``InterfaceError`` on a connection that died under it). Browsers get a
@@ -10,11 +15,14 @@ requests, so the app recovers by itself as soon as the database answers again (w
 from __future__ import annotations
 
 import logging
+import zoneinfo
+from functools import cache
 
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
@@ -89,3 +97,32 @@ class SessionMiddleware(DjangoSessionMiddleware):
         except DATABASE_ERRORS as exc:
             log_database_outage(request, exc)
             return database_unavailable_response(request)
+
+
+TIME_ZONE_COOKIE = "tz"
+
+
+@cache
+def _known_time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def time_zone_named(name: str | None) -> zoneinfo.ZoneInfo | None:
+    """The IANA time zone of this name ("Europe/Berlin"), or None for a missing or unknown
+    one. Only names of the installed time-zone database are looked up: a name is never a
+    path."""
+    if not name or name not in _known_time_zones():
+        return None
+    return zoneinfo.ZoneInfo(name)
+
+
+class TimeZoneMiddleware:
+    """Activates the user's time zone (cookie ``tz``) for the request: dates are shown, and
+    naive dates read, in it. Without a valid cookie the default zone stays."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        with timezone.override(time_zone_named(request.COOKIES.get(TIME_ZONE_COOKIE))):
+            return self.get_response(request)

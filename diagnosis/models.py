@@ -11,13 +11,15 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 from isic_metadata.anatom_site_hierarchical import AnatomSiteEnum
 from isic_metadata.fields import FitzpatrickSkinType, ImageTypeEnum
 
-ANATOMIC_SITE_CHOICES = [(site.value, site.value) for site in AnatomSiteEnum]
+from diagnosis.sites import site_label
+
+ANATOMIC_SITE_CHOICES = [(site.value, site_label(site.value)) for site in AnatomSiteEnum]
 IMAGE_TYPE_CHOICES = [(t.value, t.value) for t in ImageTypeEnum]
 FITZPATRICK_CHOICES = [(t.value, t.value) for t in FitzpatrickSkinType]
 
@@ -80,6 +82,17 @@ def _current_year() -> int:
     return date.today().year
 
 
+class PatientQuerySet(ScopedQuerySet):
+    def active(self):
+        """Patients that were not merged into another record."""
+        return self.filter(merged_into__isnull=True)
+
+
+class ActivePatientManager(models.Manager.from_queryset(PatientQuerySet)):
+    def get_queryset(self):
+        return super().get_queryset().active()
+
+
 class Patient(models.Model):
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="patients")
     identifier = models.CharField(
@@ -94,16 +107,35 @@ class Patient(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # A duplicate record of the same person, merged into this one (``diagnosis.corrections``):
+    # the row stays, so the audit trail's references to it still resolve, and its identifier
+    # stays taken (a new record under it would be the duplicate again).
+    merged_into = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="merged_records"
+    )
+    merged_at = models.DateTimeField(null=True, blank=True)
 
-    objects = ScopedQuerySet.as_manager()
+    # ``objects``: the records in use (merged ones left out); ``all_objects``: every row (the
+    # default manager: admin, related managers, the audit).
+    all_objects = PatientQuerySet.as_manager()
+    objects = ActivePatientManager()
 
     class Meta:
         ordering = ["identifier"]
+        default_manager_name = "all_objects"
         constraints = [
             models.UniqueConstraint(
                 fields=["clinic", "identifier"], name="patient_identifier_unique_per_clinic"
             ),
             models.CheckConstraint(condition=Q(sex__in=Sex.values), name="patient_sex_valid"),
+            models.CheckConstraint(
+                condition=~Q(merged_into=F("id")), name="patient_not_merged_into_itself"
+            ),
+            models.CheckConstraint(
+                condition=Q(merged_into__isnull=True, merged_at__isnull=True)
+                | Q(merged_into__isnull=False, merged_at__isnull=False),
+                name="merged_patient_has_merge_time",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -146,6 +178,27 @@ class CaseStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+def not_withdrawn(relation: str = "") -> Q:
+    """The filter that leaves withdrawn cases out, for querysets that reach cases through a
+    relation: ``Prediction.objects.filter(not_withdrawn("case"))``. (``Case.objects`` leaves
+    them out by itself.)"""
+    prefix = f"{relation}__" if relation else ""
+    return Q(**{f"{prefix}withdrawn_at__isnull": True})
+
+
+class CaseQuerySet(ScopedQuerySet):
+    def active(self):
+        return self.filter(not_withdrawn())
+
+    def withdrawn(self):
+        return self.filter(withdrawn_at__isnull=False)
+
+
+class ActiveCaseManager(models.Manager.from_queryset(CaseQuerySet)):
+    def get_queryset(self):
+        return super().get_queryset().active()
+
+
 def case_image_path(instance: "Case", filename: str) -> str:
     # Never the user's file name: no path traversal, nothing identifying on disk.
     ext = "png" if filename.lower().endswith(".png") else "jpg"
@@ -171,6 +224,15 @@ class Case(models.Model):
     submitted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    follows = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="followed_by",
+        help_text="The earlier case of the same lesion this image answers (a send-back or a "
+        "follow-up visit)",
+    )
     status = models.CharField(
         max_length=12, choices=CaseStatus.choices, default=CaseStatus.QUEUED, db_index=True
     )
@@ -179,14 +241,29 @@ class Case(models.Model):
     enqueued_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Withdrawn (``diagnosis.corrections.case_withdraw``): out of every list, queue, export and
+    # metric, and never predicted; kept, audited, and restorable by a clinic admin.
+    withdrawn_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    withdrawn_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    withdrawal_reason = models.TextField(blank=True)
 
-    objects = ScopedQuerySet.as_manager()
+    # ``objects``: the cases in use (withdrawn ones left out), what every page, API list,
+    # worker and sweeper reads; ``all_objects``: every row (the default manager: admin,
+    # related managers, the withdrawn-cases list, restoring).
+    all_objects = CaseQuerySet.as_manager()
+    objects = ActiveCaseManager()
 
     class Meta:
         ordering = ["-created_at"]
+        default_manager_name = "all_objects"
         constraints = [
+            # A withdrawn case does not hold its image's place: the image may be filed again.
             models.UniqueConstraint(
-                fields=["lesion", "image_sha256"], name="case_one_per_image_per_lesion"
+                fields=["lesion", "image_sha256"],
+                condition=Q(withdrawn_at__isnull=True),
+                name="case_one_per_image_per_lesion",
             ),
             models.CheckConstraint(
                 condition=Q(status__in=CaseStatus.values), name="case_status_valid"
@@ -194,6 +271,11 @@ class Case(models.Model):
             models.CheckConstraint(
                 condition=~Q(status=CaseStatus.FAILED) | ~Q(error=""),
                 name="failed_case_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=Q(withdrawn_at__isnull=True, withdrawal_reason="")
+                | (Q(withdrawn_at__isnull=False) & ~Q(withdrawal_reason="")),
+                name="withdrawn_case_has_reason",
             ),
         ]
 
@@ -207,6 +289,10 @@ class Case(models.Model):
     def is_pending(self) -> bool:
         return self.status in (CaseStatus.QUEUED, CaseStatus.PROCESSING)
 
+    @property
+    def is_withdrawn(self) -> bool:
+        return self.withdrawn_at is not None
+
 
 class AuditAction(models.TextChoices):
     VIEW = "view", "Viewed"
@@ -218,6 +304,10 @@ class AuditAction(models.TextChoices):
     LOGIN = "login", "Logged in"
     LOGOUT = "logout", "Logged out"
     LOGIN_FAILED = "login_failed", "Failed login"
+    MOVE = "move", "Moved"
+    WITHDRAW = "withdraw", "Withdrawn"
+    RESTORE = "restore", "Restored"
+    MERGE = "merge", "Merged"
 
 
 class AppendOnlyError(Exception):

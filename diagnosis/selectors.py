@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
-from diagnosis.models import Case, Clinic, Lesion, Membership, Patient, Role
+from diagnosis.models import Case, Clinic, Lesion, Membership, Patient, Role, not_withdrawn
 
 
 def clinics_for_user(user) -> QuerySet[Clinic]:
@@ -61,11 +61,18 @@ def reviewer_clinic_ids(user) -> list[int]:
 
 
 def patients_for_user(user, *, search: str = "") -> QuerySet[Patient]:
+    """The user's clinics' patients (merged records left out; searching a merged record's
+    identifier finds the record it was merged into), with their lesion and case counts."""
     queryset = Patient.objects.for_user(user).select_related("clinic")
     if search:
-        queryset = queryset.filter(identifier__icontains=search.strip())
+        search = search.strip()
+        merged_match = Patient.all_objects.filter(
+            merged_into=OuterRef("pk"), identifier__icontains=search
+        )
+        queryset = queryset.filter(Q(identifier__icontains=search) | Exists(merged_match))
     return queryset.annotate(
-        lesion_count=Count("lesions", distinct=True), case_count=Count("lesions__cases")
+        lesion_count=Count("lesions", distinct=True),
+        case_count=Count("lesions__cases", filter=not_withdrawn("lesions__cases")),
     )
 
 
@@ -73,6 +80,29 @@ def lesions_for_user(user) -> QuerySet[Lesion]:
     return Lesion.objects.for_user(user).select_related("patient", "clinic")
 
 
-def cases_for_user(user) -> QuerySet[Case]:
-    """The user's clinics' cases (what the model said about them: ``ml.selectors``)."""
-    return Case.objects.for_user(user).select_related("lesion__patient", "clinic", "submitted_by")
+def cases_for_user(user, *, include_withdrawn: bool = False) -> QuerySet[Case]:
+    """The user's clinics' cases (what the model said about them: ``ml.selectors``).
+
+    Withdrawn cases are left out; ``include_withdrawn`` keeps those of the clinics the user
+    administers (for one case's page and image, never for a list)."""
+    if include_withdrawn:
+        queryset = Case.all_objects.for_user(user).filter(
+            Q(withdrawn_at__isnull=True) | Q(clinic__in=clinics_administered_by(user))
+        )
+    else:
+        queryset = Case.objects.for_user(user)
+    return queryset.select_related("lesion__patient", "clinic", "submitted_by")
+
+
+def withdrawn_cases(*, user, clinic: Clinic | None = None) -> QuerySet[Case]:
+    """The withdrawn cases of the clinics the user administers (of ``clinic`` only, when
+    given), newest withdrawal first; none for anyone else."""
+    clinics = clinics_administered_by(user)
+    if clinic is not None:
+        clinics = clinics.filter(pk=clinic.pk)
+    return (
+        Case.all_objects.withdrawn()
+        .filter(clinic__in=clinics)
+        .select_related("lesion__patient", "clinic", "submitted_by", "withdrawn_by")
+        .order_by("-withdrawn_at", "-pk")
+    )

@@ -127,14 +127,23 @@ def case_submit(
     image_type: str = "",
     notes: str = "",
     captured_at: datetime | None = None,
+    follows: Case | None = None,
 ) -> CaseSubmission:
     """Validate an image, store it privately, create the Case ``queued`` and enqueue its
-    prediction once the transaction commits.
+    prediction once the transaction commits. ``follows``: the earlier case of the same lesion
+    this image answers (a send-back, a follow-up visit).
 
     The same image bytes submitted again for the same lesion return the existing case. A refused
     image raises ``ValidationError`` and leaves no row and no file behind.
     """
     _require_membership(user=user, clinic=lesion.clinic)
+    if follows is not None and follows.lesion_id != lesion.pk:
+        raise ValidationError(
+            {
+                "follows": f"Case {follows.pk} is of another lesion: a new image that answers it "
+                f"must be of the same lesion ({follows.lesion.label})."
+            }
+        )
     if image is None:
         image = validate_image(upload)
     existing = Case.objects.filter(lesion=lesion, image_sha256=image.sha256).first()
@@ -149,6 +158,7 @@ def case_submit(
         height=image.height,
         notes=notes or "",
         submitted_by=user,
+        follows=follows,
     )
     if image_type:
         case.image_type = image_type
@@ -183,7 +193,7 @@ def _delete_stored(name: str | None) -> None:
         default_storage.delete(name)
 
 
-def case_submit_with_records(
+def case_submit_with_records(  # noqa: PLR0913 (the form's fields, all keyword-only)
     *,
     user,
     clinic: Clinic,
@@ -193,6 +203,7 @@ def case_submit_with_records(
     image_type: str = "",
     notes: str = "",
     captured_at: datetime | None = None,
+    follows: Case | None = None,
 ) -> CaseSubmission:
     """The new-case page: pick or create (from a dict of its fields) the patient and the
     lesion, and submit the image, in one transaction. The image is validated first, so a
@@ -215,6 +226,7 @@ def case_submit_with_records(
             image_type=image_type,
             notes=notes,
             captured_at=captured_at,
+            follows=follows,
         )
 
 

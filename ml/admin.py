@@ -146,7 +146,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     def performance_view(self, request, pk: int):
         """The model version measured against the reviewers' final diagnoses."""
         from ml.engine.eval.reviewed import calibration_png, performance
-        from ml.selectors import reviewed_predictions
+        from ml.selectors import reviewed_predictions, sent_back_count
 
         model_version = get_object_or_404(ModelVersion, pk=pk)
         codes = [c["code"] for c in model_version.classes]
@@ -164,6 +164,9 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             "model_version": model_version,
             "window": window,
             "report": report,
+            "sent_back": sent_back_count(
+                model_version, reviewed_from=bounds[0], reviewed_before=bounds[1]
+            ),
             "matrix_rows": rows,
             "calibration_png": base64.b64encode(calibration_png(report)).decode(),
         }

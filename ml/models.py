@@ -168,20 +168,54 @@ class Prediction(models.Model):
 
 
 class Verdict(models.TextChoices):
-    AGREE = "agree", "Agree"
-    OVERRIDE = "override", "Override"
-    SEND_BACK = "send_back", "Send back (needs a better image)"
+    AGREE = "agree", "Agree with the model"
+    OVERRIDE = "override", "Different final diagnosis"
+    SEND_BACK = "send_back", "Send back for a new image"
+
+
+class SendBackReason(models.TextChoices):
+    BLURRY = "blurry", "Blurred or out of focus"
+    WRONG_LESION = "wrong_lesion", "Wrong lesion, or the lesion is not fully in the image"
+    NO_DERMOSCOPY = "no_dermoscopy", "Not a dermoscopic image"
+    OTHER = "other", "Other (see the notes)"
+
+
+class Management(models.TextChoices):
+    """What happens next to the lesion, decided by the reviewer."""
+
+    NO_ACTION = "no_action", "No action"
+    MONITOR = "monitor", "Monitor (follow-up)"
+    BIOPSY = "biopsy", "Biopsy"
+    EXCISION = "excision", "Excision"
+    REFER = "refer", "Refer"
 
 
 class Review(models.Model):
-    """A dermatologist's opinion of a prediction. Several per prediction are allowed; all kept."""
+    """A dermatologist's opinion of a prediction. Several per prediction are allowed; all kept.
+
+    ``final_isic_diagnosis`` is any term of the ISIC diagnosis hierarchy; ``final_diagnosis`` is
+    the model's class it falls under ("" when none does). A send-back names a reason and no
+    diagnosis or management; agreeing or giving a final diagnosis comes with a management
+    decision (``ml.services.review``)."""
 
     prediction = models.ForeignKey(Prediction, on_delete=models.PROTECT, related_name="reviews")
     reviewer = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     verdict = models.CharField(max_length=12, choices=Verdict.choices)
-    final_diagnosis = models.CharField(max_length=32, blank=True)
+    final_diagnosis = models.CharField(
+        max_length=32, blank=True, help_text="The model's class of the final diagnosis"
+    )
+    final_isic_diagnosis = models.CharField(
+        max_length=255, blank=True, help_text="The final diagnosis in the ISIC hierarchy"
+    )
+    send_back_reason = models.CharField(max_length=16, choices=SendBackReason.choices, blank=True)
+    management = models.CharField(max_length=12, choices=Management.choices, blank=True)
+    follow_up_months = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Monitor: see the lesion again after this many months"
+    )
+    follow_up_due = models.DateField(null=True, blank=True, db_index=True)
+    refer_to = models.CharField(max_length=200, blank=True, help_text="Refer: to whom")
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -190,8 +224,28 @@ class Review(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(verdict__in=Verdict.values), name="verdict_valid"),
             models.CheckConstraint(
-                condition=~Q(verdict=Verdict.OVERRIDE) | ~Q(final_diagnosis=""),
+                condition=~Q(verdict=Verdict.OVERRIDE)
+                | ~Q(final_isic_diagnosis="")
+                | ~Q(final_diagnosis=""),
                 name="override_names_a_diagnosis",
+            ),
+            models.CheckConstraint(
+                condition=~Q(verdict=Verdict.SEND_BACK)
+                | (~Q(send_back_reason="") & Q(management="") & Q(final_isic_diagnosis="")),
+                name="send_back_has_reason_only",
+            ),
+            models.CheckConstraint(
+                condition=Q(verdict=Verdict.SEND_BACK) | Q(send_back_reason=""),
+                name="reason_only_on_send_back",
+            ),
+            models.CheckConstraint(
+                condition=~Q(management=Management.MONITOR)
+                | (Q(follow_up_months__gte=1) & Q(follow_up_due__isnull=False)),
+                name="monitor_has_interval",
+            ),
+            models.CheckConstraint(
+                condition=~Q(management=Management.REFER) | ~Q(refer_to=""),
+                name="refer_names_whom",
             ),
         ]
 
@@ -200,11 +254,68 @@ class Review(models.Model):
 
     @property
     def final_diagnosis_name(self) -> str:
-        """The final diagnosis's name in the prediction's model's classes (its code if none)."""
+        """The final diagnosis's readable name: the ISIC term's last level, else the model
+        class's name (its code if none)."""
+        if self.final_isic_diagnosis:
+            return self.final_isic_diagnosis.split(":")[-1]
         if not self.final_diagnosis:
             return ""
         classes = self.prediction.model_version.class_map()
         return classes.get(self.final_diagnosis, {}).get("name", self.final_diagnosis)
+
+    @property
+    def final_category(self) -> str:
+        """benign / indeterminate / malignant of the final diagnosis ("" for a send-back)."""
+        if self.final_isic_diagnosis:
+            return self.final_isic_diagnosis.split(":")[0].lower()
+        classes = self.prediction.model_version.class_map()
+        return classes.get(self.final_diagnosis, {}).get("category", "")
+
+    @property
+    def management_display(self) -> str:
+        """The management decision in words, e.g. "Monitor (follow-up) in 6 months"."""
+        if not self.management:
+            return ""
+        text = self.get_management_display()
+        if self.management == Management.MONITOR and self.follow_up_months:
+            months = self.follow_up_months
+            text = f"Monitor: see again in {months} month{'s' if months != 1 else ''}"
+        elif self.management == Management.REFER and self.refer_to:
+            text = f"Refer to {self.refer_to}"
+        return text
+
+
+class NotificationPreference(models.Model):
+    """What a user asked to be told by e-mail. Off until the user opts in."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preference"
+    )
+    review_emails = models.BooleanField(
+        default=False,
+        help_text="An e-mail when a case you filed is reviewed (the e-mail carries a link, "
+        "never patient data).",
+    )
+
+    def __str__(self) -> str:
+        return f"notifications of {self.user}"
+
+
+class CaseSeen(models.Model):
+    """When a user last opened a case's page: what "reviewed since you last looked" on the
+    dashboard compares the case's latest review with."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="+")
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "case"], name="one_seen_per_user_case")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} saw case {self.case_id} at {self.seen_at:%Y-%m-%d %H:%M}"
 
 
 class ClinicOperatingPoint(models.Model):

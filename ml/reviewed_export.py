@@ -5,7 +5,7 @@ Layout (what ``train --format isic2019`` reads)::
     ground_truth.csv   image, one column per class (1.0 for the final diagnosis), lesion_id,
                        patient_id
     metadata.csv       image, lesion_id, patient_id, sex, age_approx, anatom_site, fitzpatrick,
-                       image_type, clinic, reviewed_at
+                       image_type, clinic, reviewed_at, diagnosis_isic (the reviewer's term)
     images/<image>.jpg (or .png), the stored (validated, metadata-free) images
 
 The reference is the latest review that states a diagnosis (agree or override). Ids are
@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from diagnosis.models import not_withdrawn
 from ml.models import ModelVersion, Review, Verdict
 
 
@@ -38,9 +39,15 @@ class ExportRow:
 def reviewed_rows(*, clinic_ids: Iterable[int] | None = None, since=None) -> list[ExportRow]:
     reviews = (
         Review.objects.filter(
-            verdict__in=[Verdict.AGREE, Verdict.OVERRIDE], prediction__shadow=False
+            not_withdrawn("prediction__case"),
+            verdict__in=[Verdict.AGREE, Verdict.OVERRIDE],
+            prediction__shadow=False,
         )
-        .select_related("prediction__case__lesion__patient", "prediction__case__clinic")
+        .select_related(
+            "prediction__case__lesion__patient",
+            "prediction__case__clinic",
+            "prediction__model_version",
+        )
         .order_by("prediction__case_id", "-created_at")
     )
     if clinic_ids is not None:
@@ -63,7 +70,8 @@ def reviewed_rows(*, clinic_ids: Iterable[int] | None = None, since=None) -> lis
             ExportRow(
                 image=image,
                 filename=f"{image}.{extension}",
-                final_diagnosis=review.final_diagnosis,
+                # a final diagnosis no model class covers: a column of its own (its ISIC name)
+                final_diagnosis=review.final_diagnosis or review.final_diagnosis_name,
                 lesion_id=f"SKS_L{case.lesion_id}",
                 patient_id=f"SKS_P{patient.pk}",
                 metadata={
@@ -74,6 +82,7 @@ def reviewed_rows(*, clinic_ids: Iterable[int] | None = None, since=None) -> lis
                     "image_type": case.image_type,
                     "clinic": case.clinic.name,
                     "reviewed_at": review.created_at.isoformat(),
+                    "diagnosis_isic": review.final_isic_diagnosis,
                 },
                 case=case,
             )
@@ -107,6 +116,7 @@ def _csvs(rows: list[ExportRow]) -> tuple[str, str]:
         "image_type",
         "clinic",
         "reviewed_at",
+        "diagnosis_isic",
     ]
     meta_writer = csv.DictWriter(meta, fieldnames=meta_fields)
     meta_writer.writeheader()

@@ -12,6 +12,7 @@ from typing_extensions import override
 
 from diagnosis import services as case_services
 from ml import services
+from ml.services.notify import review_email_send
 
 logger = logging.getLogger(__name__)
 
@@ -126,3 +127,8 @@ def _warm_up_solo_worker(sender=None, **kwargs) -> None:
     pool_cls = getattr(getattr(sender, "controller", None), "pool_cls", None)
     if pool_cls is not None and "prefork" not in getattr(pool_cls, "__module__", "prefork"):
         services.worker_warm_up()
+
+
+@shared_task(soft_time_limit=30, time_limit=60, max_retries=5, **RETRIES)
+def review_email_task(review_id: int) -> bool:
+    return review_email_send(review_id=review_id)

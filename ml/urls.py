@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ml.views import cases, review
+from ml.views import account, cases, review
 
 app_name = "ml"
 
@@ -12,5 +12,6 @@ urlpatterns = [
     path("cases/<int:pk>/heatmap/", cases.case_heatmap, name="case-heatmap"),
     path("review/", review.review_queue, name="review-queue"),
     path("review/cases/<int:pk>/", review.review_case, name="review-case"),
+    path("account/notifications/", account.notifications, name="notifications"),
     path("clinics/<int:pk>/operating-point/", review.operating_point, name="operating-point"),
 ]

@@ -29,6 +29,11 @@ def review_payload(review) -> dict:
             "prediction": review.prediction_id,
             "verdict": review.verdict,
             "final_diagnosis": review.final_diagnosis,
+            "final_isic_diagnosis": review.final_isic_diagnosis,
+            "send_back_reason": review.send_back_reason,
+            "management": review.management,
+            "follow_up_months": review.follow_up_months,
+            "follow_up_due": review.follow_up_due.isoformat() if review.follow_up_due else None,
         },
         "at": timezone.now().isoformat(),
     }

@@ -4,6 +4,7 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from diagnosis.api.auth import MeView, TokenView
+from diagnosis.api.corrections import CaseCorrectionViewSet
 from diagnosis.api.views import (
     AuditEventViewSet,
     LesionViewSet,
@@ -17,6 +18,9 @@ from ml.api.predictions import ModelVersionViewSet, PredictionExportView, Review
 router = DefaultRouter()
 router.register("patients", PatientViewSet, basename="patient")
 router.register("lesions", LesionViewSet, basename="lesion")
+# Corrections of cases (move, withdraw, restore, withdrawn): before CaseViewSet, so that
+# cases/withdrawn/ is not read as a case id, and the API root still lists cases/ as the cases.
+router.register("cases", CaseCorrectionViewSet, basename="case-correction")
 router.register("cases", CaseViewSet, basename="case")
 router.register("models", ModelVersionViewSet, basename="modelversion")
 router.register("review-queue", ReviewQueueViewSet, basename="review-queue")

@@ -57,6 +57,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Dates in the browser's time zone (cookie "tz"; the default zone without one).
+    "diagnosis.middleware.TimeZoneMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "diagnosis.audit.AuditContextMiddleware",
@@ -201,6 +203,7 @@ CELERY_TASK_ROUTES = {
     "ml.tasks.predict_case_task": {"queue": "inference"},
     "ml.tasks.heatmap_task": {"queue": "heatmaps"},
     "diagnosis.tasks.deliver_webhook_task": {"queue": "default"},
+    "ml.tasks.review_email_task": {"queue": "default"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -280,13 +283,18 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"WebhookEventEnum": "diagnosis.models.WebhookEvent"},
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookEventEnum": "diagnosis.models.WebhookEvent",
+        "CaseStatusEnum": "diagnosis.models.CaseStatus",
+    },
 }
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 EMAIL_URL = env.str("EMAIL_URL", default="")
 if EMAIL_URL:
     vars().update(env.email_url("EMAIL_URL"))
+# The address users reach the site at: the links in e-mail notifications.
+SITE_URL = env.str("SITE_URL", default="http://localhost:8000").rstrip("/")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="SkinSense <noreply@localhost>")
 
 # Security. Production values switch on when DEBUG is off; each can be overridden.

@@ -60,9 +60,99 @@ LESION = [
             "patient": 17,
             "clinic": 3,
             "anatomic_site": "Upper extremity:Shoulder",
+            "anatomic_site_label": "Upper extremity › Shoulder",
             "label": "left shoulder, upper",
             "created_at": "2026-03-02T09:15:40.004000Z",
         },
+    ),
+]
+
+PATIENT_UPDATE = [
+    # Every field, so that it fits PUT too; a PATCH sends only what changes (and the reason).
+    request(
+        "Correct the Fitzpatrick type",
+        {
+            "identifier": "MRN-004512",
+            "sex": "female",
+            "year_of_birth": 1968,
+            "fitzpatrick_type": "III",
+            "reason": "Typed II at intake; assessed III at this visit.",
+        },
+    ),
+    response(
+        "Patient",
+        {
+            "id": 17,
+            "clinic": 3,
+            "identifier": "MRN-004512",
+            "sex": "female",
+            "year_of_birth": 1968,
+            "fitzpatrick_type": "III",
+            "created_at": "2026-03-02T09:14:05.120000Z",
+        },
+        status_codes=("200",),
+    ),
+]
+
+LESION_UPDATE = [
+    request(
+        "Correct the site",
+        {"anatomic_site": "Upper extremity:Upper arm", "reason": "Site chosen wrongly at intake."},
+    ),
+    response(
+        "Lesion",
+        {
+            "id": 52,
+            "patient": 17,
+            "clinic": 3,
+            "anatomic_site": "Upper extremity:Upper arm",
+            "anatomic_site_label": "Upper extremity › Upper arm",
+            "label": "left shoulder, upper",
+            "created_at": "2026-03-02T09:15:40.004000Z",
+        },
+        status_codes=("200",),
+    ),
+]
+
+PATIENT_MERGE = [
+    request(
+        "Merge a duplicate record",
+        {"duplicate": 23, "reason": "Registered twice at the front desk (same person)."},
+    )
+]
+
+CASE_MOVE = [
+    request(
+        "File under the right lesion", {"lesion": 57, "reason": "Filed under the wrong patient."}
+    )
+]
+
+CASE_REASON = [request("Why", {"reason": "Image of the wrong body site; taken again."})]
+
+CASE_RECORD_FILED = {
+    "id": 208,
+    "clinic": 3,
+    "patient": 17,
+    "lesion": 57,
+    "status": "done",
+    "captured_at": "2026-03-02T09:10:00Z",
+    "created_at": "2026-03-02T09:15:58.300000Z",
+}
+CASE_RECORD = [
+    response(
+        "A case",
+        {**CASE_RECORD_FILED, "withdrawn_at": None, "withdrawn_by": None, "withdrawal_reason": ""},
+        status_codes=("200",),
+    ),
+    response(
+        "A withdrawn case",
+        {
+            **CASE_RECORD_FILED,
+            "withdrawn_at": "2026-03-03T11:02:10.500000Z",
+            "withdrawn_by": "dr.jones",
+            "withdrawal_reason": "Image of the wrong body site; taken again.",
+        },
+        status_codes=("200",),
     ),
 ]
 
@@ -77,7 +167,17 @@ CASE_CREATE = [
             "captured_at": "2026-03-02T09:10:00Z",
         },
         media_type="multipart/form-data",
-    )
+    ),
+    request(
+        "A new image answering a send-back",
+        {
+            "lesion": 52,
+            "image": "(the JPEG or PNG file)",
+            "image_type": "dermoscopic",
+            "follows": 191,
+        },
+        media_type="multipart/form-data",
+    ),
 ]
 
 AUDIT_EVENT = [

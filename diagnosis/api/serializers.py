@@ -5,10 +5,12 @@ from rest_framework import serializers
 
 from diagnosis import selectors
 from diagnosis.api import examples
+from diagnosis.corrections import REASON_MAX_LENGTH
 from diagnosis.models import (
     ANATOMIC_SITE_CHOICES,
     IMAGE_TYPE_CHOICES,
     AuditEvent,
+    Case,
     Clinic,
     Lesion,
     Membership,
@@ -83,10 +85,24 @@ class LesionSerializer(serializers.ModelSerializer):
     anatomic_site = serializers.ChoiceField(
         choices=ANATOMIC_SITE_CHOICES, required=False, allow_blank=True
     )
+    anatomic_site_label = serializers.CharField(
+        source="get_anatomic_site_display",
+        read_only=True,
+        help_text='The anatomic site as people read it, e.g. "Head › Face › Cheek" ("" when '
+        "none is given).",
+    )
 
     class Meta:
         model = Lesion
-        fields = ["id", "patient", "clinic", "anatomic_site", "label", "created_at"]
+        fields = [
+            "id",
+            "patient",
+            "clinic",
+            "anatomic_site",
+            "anatomic_site_label",
+            "label",
+            "created_at",
+        ]
         read_only_fields = ["id", "clinic", "created_at"]
         validators = []
 
@@ -102,6 +118,13 @@ class CaseCreateSerializer(serializers.Serializer):
     )
     notes = serializers.CharField(required=False, allow_blank=True, default="")
     captured_at = serializers.DateTimeField(required=False)
+    follows = ScopedPrimaryKeyField(
+        selector=selectors.cases_for_user,
+        model=Case,
+        required=False,
+        help_text="The earlier case of the same lesion this image answers (a send-back or a "
+        "follow-up visit).",
+    )
 
 
 @extend_schema_serializer(examples=examples.AUDIT_EVENT)
@@ -219,3 +242,98 @@ class BulkResultSerializer(serializers.Serializer):
     duplicates = serializers.IntegerField()
     errors = serializers.IntegerField()
     rows = BulkRowSerializer(many=True)
+
+
+# --- correcting records (diagnosis.corrections) --------------------------------------------
+
+
+def reason_field() -> serializers.CharField:
+    return serializers.CharField(
+        write_only=True,
+        max_length=REASON_MAX_LENGTH,
+        help_text="Required: why the record is corrected (kept in the audit trail; no names).",
+    )
+
+
+class ReasonRequiredMixin:
+    """``reason`` is required on every correction, PATCH included (DRF's partial updates
+    would otherwise let a required field be left out)."""
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if not (attrs.get("reason") or "").strip():
+            raise serializers.ValidationError({"reason": ["This field is required."]})
+        return attrs
+
+
+@extend_schema_serializer(examples=examples.PATIENT_UPDATE)
+class PatientUpdateSerializer(ReasonRequiredMixin, PatientSerializer):
+    reason = reason_field()
+
+    class Meta(PatientSerializer.Meta):
+        fields = [*PatientSerializer.Meta.fields, "reason"]
+
+
+@extend_schema_serializer(examples=examples.LESION_UPDATE)
+class LesionUpdateSerializer(ReasonRequiredMixin, LesionSerializer):
+    """A lesion's label and site (its patient changes only by a merge)."""
+
+    patient = serializers.PrimaryKeyRelatedField(read_only=True)
+    reason = reason_field()
+
+    class Meta(LesionSerializer.Meta):
+        fields = [*LesionSerializer.Meta.fields, "reason"]
+        read_only_fields = [*LesionSerializer.Meta.read_only_fields, "patient"]
+
+
+@extend_schema_serializer(examples=examples.PATIENT_MERGE)
+class PatientMergeSerializer(serializers.Serializer):
+    duplicate = ScopedPrimaryKeyField(
+        selector=selectors.patients_for_user,
+        model=Patient,
+        help_text="The other record of the same person (same clinic): its lesions and cases "
+        "move to this patient, and it is marked merged.",
+    )
+    reason = reason_field()
+
+
+@extend_schema_serializer(examples=examples.CASE_MOVE)
+class CaseMoveSerializer(serializers.Serializer):
+    lesion = ScopedPrimaryKeyField(
+        selector=selectors.lesions_for_user,
+        model=Lesion,
+        help_text="The lesion to file the case under: any lesion of the case's clinic.",
+    )
+    reason = reason_field()
+
+
+@extend_schema_serializer(examples=examples.CASE_REASON)
+class CaseReasonSerializer(serializers.Serializer):
+    reason = reason_field()
+
+
+@extend_schema_serializer(examples=examples.CASE_RECORD)
+class CaseRecordSerializer(serializers.ModelSerializer):
+    """Where a case is filed, and whether it is withdrawn (what a correction answers; the
+    case with its prediction is ``GET /api/v1/cases/{id}/``)."""
+
+    patient = serializers.IntegerField(source="lesion.patient_id", read_only=True)
+    withdrawn_by = serializers.CharField(
+        source="withdrawn_by.username", read_only=True, default=None, allow_null=True
+    )
+
+    class Meta:
+        model = Case
+        fields = [
+            "id",
+            "clinic",
+            "patient",
+            "lesion",
+            "status",
+            "captured_at",
+            "created_at",
+            "withdrawn_at",
+            "withdrawn_by",
+            "withdrawal_reason",
+        ]
+        read_only_fields = fields

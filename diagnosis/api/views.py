@@ -4,21 +4,24 @@ Every queryset comes from a scoped selector: foreign ids are 404. Cases (with wh
 said) are ``ml.api.cases``.
 """
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
-from diagnosis import selectors, services, webhooks
+from diagnosis import corrections, selectors, services, webhooks
 from diagnosis.api.filters import FilterSet, UTCDateTimeFilter
 from diagnosis.api.mixins import AuditedRetrieveMixin
 from diagnosis.api.serializers import (
     AuditEventSerializer,
     LesionSerializer,
+    LesionUpdateSerializer,
     MembershipRoleSerializer,
     MembershipSerializer,
+    PatientMergeSerializer,
     PatientSerializer,
+    PatientUpdateSerializer,
     WebhookCreatedSerializer,
     WebhookDeliverySerializer,
     WebhookSerializer,
@@ -31,7 +34,22 @@ from diagnosis.models import (
     Webhook,
 )
 
+CORRECTION_400 = (
+    "Invalid input: no reason, nothing changed, or a value refused (an identifier or label "
+    "already used, a value out of range).",
+    {"reason": ["This field is required."]},
+)
+UPDATE_ERRORS = {"partial_update": {400: CORRECTION_400}, "update": {400: CORRECTION_400}}
 
+
+def _fields_without(validated_data: dict, *names: str) -> dict:
+    return {k: v for k, v in validated_data.items() if k not in names}
+
+
+@extend_schema_view(
+    update=extend_schema(responses=PatientSerializer),
+    partial_update=extend_schema(responses=PatientSerializer),
+)
 class PatientViewSet(
     mixins.ListModelMixin,
     AuditedRetrieveMixin,
@@ -39,10 +57,29 @@ class PatientViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
+    """Patients of your clinics. PUT/PATCH correct one (with a ``reason``, audited with the
+    values before and after); ``merge`` merges another record of the same person into it."""
+
     serializer_class = PatientSerializer
     search_fields = ["identifier"]
     ordering_fields = ["identifier", "created_at", "year_of_birth"]
     filterset_fields = ["clinic", "sex", "fitzpatrick_type"]
+    django_error_field = {"merge": "duplicate", "update": "detail", "partial_update": "detail"}
+    documented_errors = {
+        **UPDATE_ERRORS,
+        "merge": {
+            400: (
+                "No reason, the same record twice, a record of another clinic, or both records "
+                "have a lesion with the same label.",
+                {"duplicate": ["A record cannot be merged into itself."]},
+            )
+        },
+    }
+
+    def get_serializer_class(self):
+        if self.action in ("update", "partial_update"):
+            return PatientUpdateSerializer
+        return super().get_serializer_class()
 
     def get_queryset(self):
         return selectors.patients_for_user(self.request.user).order_by("identifier")
@@ -52,26 +89,69 @@ class PatientViewSet(
         serializer.instance = services.patient_create(user=self.request.user, **data)
 
     def perform_update(self, serializer):
-        fields = {k: v for k, v in serializer.validated_data.items() if k != "clinic"}
-        serializer.instance = services.patient_update(
-            user=self.request.user, patient=serializer.instance, **fields
+        data = serializer.validated_data
+        serializer.instance = corrections.patient_update(
+            user=self.request.user,
+            patient=serializer.instance,
+            reason=data["reason"],
+            **_fields_without(data, "clinic", "reason"),
         )
 
+    @extend_schema(
+        request=PatientMergeSerializer,
+        responses={200: OpenApiResponse(PatientSerializer, description="The record kept.")},
+        summary="Merge another record of the same person into this one",
+    )
+    @action(detail=True, methods=["post"], serializer_class=PatientMergeSerializer)
+    def merge(self, request, **kwargs):
+        target = self.get_object()
+        serializer = PatientMergeSerializer(
+            data=request.data, context=self.get_serializer_context()
+        )
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        kept = corrections.patients_merge(
+            user=request.user, target=target, duplicate=data["duplicate"], reason=data["reason"]
+        )
+        kept = self.get_queryset().get(pk=kept.pk)  # with its new counts
+        return Response(PatientSerializer(kept, context=self.get_serializer_context()).data)
 
+
+@extend_schema_view(partial_update=extend_schema(responses=LesionSerializer))
 class LesionViewSet(
     mixins.ListModelMixin,
     AuditedRetrieveMixin,
     mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
-    django_error_field = "patient"
+    """Lesions of your clinics' patients. PATCH corrects the label or the site (with a
+    ``reason``, audited)."""
+
+    django_error_field = {"create": "patient", "partial_update": "detail"}
     serializer_class = LesionSerializer
+    http_method_names = ["get", "post", "patch", "head", "options"]
     search_fields = ["label", "patient__identifier"]
     ordering_fields = ["created_at", "label"]
     filterset_fields = ["patient", "anatomic_site"]
+    documented_errors = UPDATE_ERRORS
+
+    def get_serializer_class(self):
+        if self.action == "partial_update":
+            return LesionUpdateSerializer
+        return super().get_serializer_class()
 
     def get_queryset(self):
         return selectors.lesions_for_user(self.request.user).order_by("patient", "label")
+
+    def perform_update(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = corrections.lesion_update(
+            user=self.request.user,
+            lesion=serializer.instance,
+            reason=data["reason"],
+            **_fields_without(data, "reason"),
+        )
 
     def perform_create(self, serializer):
         data = serializer.validated_data

@@ -137,7 +137,15 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
             fingerprint = idempotency.fingerprint(data)
             replay = idempotency.lookup(user=request.user, key=key, fingerprint=fingerprint)
             if replay is not None:
-                case = selectors.cases_for_user(request.user).get(pk=replay.case_id)
+                case = selectors.cases_for_user(request.user).filter(pk=replay.case_id).first()
+                if case is None:  # withdrawn since: the key cannot be used again
+                    return Response(
+                        {
+                            "detail": "The case this Idempotency-Key made was withdrawn since; "
+                            "send the image with a new key."
+                        },
+                        status=status.HTTP_409_CONFLICT,
+                    )
                 body = CaseSerializer(case, context=self.get_serializer_context()).data
                 return Response(body, status=replay.response_status)
         submission = services.case_submit(
@@ -147,6 +155,7 @@ class CaseViewSet(mixins.ListModelMixin, AuditedRetrieveMixin, viewsets.GenericV
             image_type=data.get("image_type", ""),
             notes=data.get("notes", ""),
             captured_at=data.get("captured_at"),
+            follows=data.get("follows"),
         )
         response_status = status.HTTP_202_ACCEPTED if submission.created else status.HTTP_200_OK
         if key:

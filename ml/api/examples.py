@@ -35,6 +35,24 @@ PREDICTION = {
     "created_at": "2026-03-02T09:16:03.918000Z",
     "disclaimer": DISCLAIMER,
 }
+REVIEW_OVERRIDE = {
+    "id": 77,
+    "prediction": 311,
+    "reviewer": "dr.okafor",
+    "verdict": "override",
+    "final_diagnosis": "MEL",
+    "final_isic_diagnosis": "Malignant:Malignant melanocytic proliferations (Melanoma):"
+    "Melanoma in situ",
+    "final_diagnosis_name": "Melanoma in situ",
+    "send_back_reason": "",
+    "management": "excision",
+    "follow_up_months": None,
+    "follow_up_due": None,
+    "refer_to": "",
+    "notes": "Atypical network at the border; excise with 5 mm margins.",
+    "created_at": "2026-03-03T14:02:11.500000Z",
+}
+
 CASE_DONE = {
     "id": 208,
     "clinic": 3,
@@ -51,18 +69,11 @@ CASE_DONE = {
     "image_url": f"{BASE}/cases/208/image/",
     "thumbnail_url": f"{BASE}/cases/208/thumbnail/",
     "submitted_by": "dr.jones",
+    "follows": 191,
     "created_at": "2026-03-02T09:16:01.200000Z",
     "updated_at": "2026-03-02T09:16:04.010000Z",
     "prediction": PREDICTION,
-    "latest_review": {
-        "id": 77,
-        "prediction": 311,
-        "reviewer": "dr.okafor",
-        "verdict": "override",
-        "final_diagnosis": "MEL",
-        "notes": "Atypical network; excise.",
-        "created_at": "2026-03-03T14:02:11.500000Z",
-    },
+    "latest_review": REVIEW_OVERRIDE,
 }
 CASE_QUEUED = {
     **CASE_DONE,
@@ -84,21 +95,23 @@ CASE = [
 
 REVIEW = [
     request(
-        "Override the prediction",
-        {"verdict": "override", "final_diagnosis": "NV", "notes": "Benign pattern on dermoscopy."},
-    ),
-    response(
-        "Review",
+        "A different final diagnosis, with excision",
         {
-            "id": 77,
-            "prediction": 311,
-            "reviewer": "dr.okafor",
             "verdict": "override",
-            "final_diagnosis": "NV",
-            "notes": "Benign pattern on dermoscopy.",
-            "created_at": "2026-03-03T14:02:11.500000Z",
+            "final_diagnosis": "Melanoma in situ",
+            "management": "excision",
+            "notes": "Atypical network at the border; excise with 5 mm margins.",
         },
     ),
+    request(
+        "Agree, monitor in 6 months",
+        {"verdict": "agree", "management": "monitor", "follow_up_months": 6},
+    ),
+    request(
+        "Send back for a new image",
+        {"verdict": "send_back", "send_back_reason": "blurry", "notes": "Out of focus; retake."},
+    ),
+    response("Review", REVIEW_OVERRIDE),
 ]
 
 MODEL_VERSION = [

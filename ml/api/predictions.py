@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from typing_extensions import override
 
 from diagnosis.api.filters import INT64_MAX, DjangoFilterBackend, FilterSet, IdFilter
+from diagnosis.models import not_withdrawn
 from ml.api import examples
 from ml.api.serializers import ModelVersionSerializer, PredictionSerializer
 from ml.models import ModelVersion, Prediction
@@ -191,7 +192,7 @@ class PredictionExportView(APIView):
         if version is None:
             raise NotFound("No such model version.")
         predictions = Prediction.objects.filter(
-            model_version=version, case__clinic_id__in=clinic_ids
+            not_withdrawn("case"), model_version=version, case__clinic_id__in=clinic_ids
         ).order_by("case_id")
         after, before = params.get("created_after"), params.get("created_before")
         if after:

@@ -80,6 +80,27 @@ class PredictionSerializer(serializers.ModelSerializer):
 class ReviewSerializer(serializers.ModelSerializer):
     reviewer = serializers.CharField(source="reviewer.username", read_only=True)
     prediction = serializers.PrimaryKeyRelatedField(read_only=True)
+    final_diagnosis = serializers.CharField(
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        help_text="In: with verdict override, one of the model's class codes or any ISIC "
+        "diagnosis (the full hierarchical value or its last level, e.g. 'Melanoma in situ'). "
+        "Out: the model's class the final diagnosis falls under ('' when none does).",
+    )
+    final_isic_diagnosis = serializers.CharField(
+        read_only=True, help_text="The final diagnosis in the ISIC hierarchy ('' for a send-back)"
+    )
+    final_diagnosis_name = serializers.CharField(
+        read_only=True, help_text="The final diagnosis's readable name"
+    )
+    follow_up_months = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=60,
+        help_text="With management monitor: see the lesion again after this many months",
+    )
 
     class Meta:
         model = Review
@@ -89,11 +110,29 @@ class ReviewSerializer(serializers.ModelSerializer):
             "reviewer",
             "verdict",
             "final_diagnosis",
+            "final_isic_diagnosis",
+            "final_diagnosis_name",
+            "send_back_reason",
+            "management",
+            "follow_up_months",
+            "follow_up_due",
+            "refer_to",
             "notes",
             "created_at",
         ]
-        read_only_fields = ["id", "prediction", "reviewer", "created_at"]
-        extra_kwargs = {"final_diagnosis": {"required": False}, "notes": {"required": False}}
+        read_only_fields = ["id", "prediction", "reviewer", "follow_up_due", "created_at"]
+        extra_kwargs = {
+            "notes": {"required": False},
+            "send_back_reason": {
+                "required": False,
+                "help_text": "Required with verdict send_back: why the image is sent back",
+            },
+            "management": {
+                "required": False,
+                "help_text": "Required with verdict agree or override: what happens next",
+            },
+            "refer_to": {"required": False, "help_text": "Required with management refer"},
+        }
 
 
 @extend_schema_serializer(examples=examples.CASE)
@@ -129,6 +168,7 @@ class CaseSerializer(serializers.ModelSerializer):
             "image_url",
             "thumbnail_url",
             "submitted_by",
+            "follows",
             "created_at",
             "updated_at",
             "prediction",

@@ -44,7 +44,8 @@ def _predict_claimed(
     with transaction.atomic():
         case = Case.objects.select_for_update().filter(pk=case_id).first()
         if case is None:
-            logger.info("case %s no longer exists; nothing to predict", case_id)
+            # Case.objects leaves withdrawn cases out: they are never predicted.
+            logger.info("case %s no longer exists or was withdrawn; nothing to predict", case_id)
             return None
         if model_version is None:
             raise PermanentPredictionError("No active model is registered.")

@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from diagnosis.models import Case, CaseStatus
+from diagnosis.models import Case, CaseStatus, not_withdrawn
 from ml.models import Prediction
 from ml.services.queue import enqueue_heatmap, enqueue_prediction
 
@@ -21,7 +21,7 @@ def requeue_stuck_cases() -> int:
     now = timezone.now()
     cutoff = now - timedelta(seconds=settings.CASE_REQUEUE_AFTER_SECONDS)
     processing_cutoff = now - timedelta(seconds=settings.PREDICT_TIME_LIMIT * 2)
-    stuck = (
+    stuck = (  # Case.objects: withdrawn cases are never sent again
         Case.objects.filter(status=CaseStatus.QUEUED, enqueued_at__lt=cutoff)
         | Case.objects.filter(status=CaseStatus.QUEUED, enqueued_at__isnull=True)
         | Case.objects.filter(status=CaseStatus.PROCESSING, updated_at__lt=processing_cutoff)
@@ -32,7 +32,10 @@ def requeue_stuck_cases() -> int:
     )
     if settings.PREDICTION_HEATMAPS:
         missing = Prediction.objects.filter(
-            heatmap="", created_at__lt=cutoff, created_at__gte=now - timedelta(days=1)
+            not_withdrawn("case"),
+            heatmap="",
+            created_at__lt=cutoff,
+            created_at__gte=now - timedelta(days=1),
         )
         count += sum(
             enqueue_heatmap(prediction_id=prediction_id)

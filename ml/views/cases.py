@@ -16,6 +16,7 @@ from diagnosis.audit import audit_record
 from diagnosis.models import AuditAction, Case
 from ml import selectors
 from ml.files import serve_case_heatmap
+from ml.services.notify import wants_review_emails
 
 
 @login_required
@@ -24,6 +25,7 @@ def dashboard(request):
     context = selectors.dashboard_for_user(request.user)
     context["clinics"] = diagnosis_selectors.clinics_for_user(request.user)
     context["administered"] = diagnosis_selectors.clinics_administered_by(request.user)
+    context["review_emails"] = wants_review_emails(request.user)
     return render(request, "ml/dashboard.html", context)
 
 
@@ -58,13 +60,18 @@ def _case_context(case: Case) -> dict:
 @login_required
 @require_GET
 def case_detail(request, pk: int):
-    case = get_object_or_404(selectors.cases_for_user(request.user), pk=pk)
+    """The case page. A withdrawn case is 404 except for its clinic's admins, who see it with
+    the withdrawal and can restore it."""
+    case = get_object_or_404(selectors.cases_for_user(request.user, include_withdrawn=True), pk=pk)
     audit_record(action=AuditAction.VIEW, actor=request.user, target=case)
+    selectors.case_seen(user=request.user, case=case)
     context = _case_context(case)
     prediction = context["prediction"]
     context["review"] = selectors.latest_review(prediction)
-    context["can_review"] = prediction is not None and diagnosis_selectors.user_can_review(
-        user=request.user, clinic=case.clinic
+    context["can_review"] = (
+        prediction is not None
+        and not case.is_withdrawn
+        and diagnosis_selectors.user_can_review(user=request.user, clinic=case.clinic)
     )
     earlier = (  # thumbnails and dates only: no predictions needed
         diagnosis_selectors.cases_for_user(request.user)
@@ -73,6 +80,8 @@ def case_detail(request, pk: int):
         .order_by("captured_at")
     )
     context["other_cases"] = earlier
+    context["follows"] = earlier.filter(pk=case.follows_id).first() if case.follows_id else None
+    context["followed_by"] = list(earlier.filter(follows=case))
     return render(request, "ml/case_detail.html", context)
 
 

@@ -13,7 +13,7 @@ from diagnosis.audit import audit_record
 from diagnosis.models import AuditAction
 from ml import selectors
 from ml.engine.model.thresholds import with_defaults
-from ml.forms import QueueFilterForm, ReviewForm
+from ml.forms import QueueFilterForm, ReviewForm, diagnosis_options
 from ml.services.operating_point import operating_point_choose
 from ml.services.registry import active_model_version
 from ml.services.review import review_submit
@@ -72,8 +72,12 @@ def review_case(request, pk: int):
         .filter(lesion=case.lesion, captured_at__lt=case.captured_at)
         .order_by("captured_at")
     )
+    patient = case.lesion.patient
     context = {
         "case": case,
+        "patient": patient,
+        "age": case.captured_at.year - patient.year_of_birth if patient.year_of_birth else None,
+        "diagnosis_options": diagnosis_options(prediction),
         "prediction": prediction,
         "top_diagnoses": prediction.top_diagnoses(),
         "reviews": prediction.reviews.select_related("reviewer"),

@@ -30,6 +30,14 @@
     patient.addEventListener("change", filter);
     filter();
   }
+  // "Taken at" offers no future time (the server refuses one too, in the page's time zone).
+  var takenAt = document.getElementById("id_captured_at");
+  if (takenAt) {
+    var now = new Date();
+    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
+    takenAt.max = now.getFullYear() + "-" + pad(now.getMonth() + 1) + "-" + pad(now.getDate()) +
+      "T" + pad(now.getHours()) + ":" + pad(now.getMinutes());
+  }
   // One submit: the button is disabled and says what is happening (the server also lands a
   // repeated submit of this page on the case the first one made).
   var form = document.querySelector("form.form-grid");

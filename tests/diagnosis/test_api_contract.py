@@ -123,7 +123,12 @@ def test_cases_filter_by_prediction_and_review(clinician, colleague, clinic, act
 
     nevus = predicted_case(clinic, clinician, active_model, malignant=0.1, top="NV", seed=1)
     melanoma = predicted_case(clinic, clinician, active_model, malignant=0.9, top="MEL", seed=2)
-    review_submit(reviewer=colleague, prediction=melanoma.predictions.get(), verdict="agree")
+    review_submit(
+        reviewer=colleague,
+        prediction=melanoma.predictions.get(),
+        verdict="agree",
+        management="no_action",
+    )
     api = api_client_for(clinician)
 
     def ids(**params):

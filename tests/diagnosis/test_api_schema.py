@@ -236,7 +236,9 @@ def _check_401_and_403(schema, api, clinician, mine):
     # 403: roles, and CSRF for session authentication
     check(schema, "/api/v1/review-queue/", "get", api.get("/api/v1/review-queue/"), 403)
     check(schema, "/api/v1/audit-events/", "get", api.get("/api/v1/audit-events/"), 403)
-    response = api.post(f"/api/v1/cases/{mine.pk}/reviews/", {"verdict": "agree"})
+    response = api.post(
+        f"/api/v1/cases/{mine.pk}/reviews/", {"verdict": "agree", "management": "no_action"}
+    )
     check(schema, "/api/v1/cases/{id}/reviews/", "post", response, 403)
     session = APIClient(enforce_csrf_checks=True)
     session.force_login(clinician)
@@ -276,7 +278,9 @@ def _check_409(schema, api, derm, clinician, lesion):
         user=clinician, lesion=lesion, upload=upload(images.png_bytes())
     ).case
     unpredicted.predictions.all().delete()
-    response = derm.post(f"/api/v1/cases/{unpredicted.pk}/reviews/", {"verdict": "agree"})
+    response = derm.post(
+        f"/api/v1/cases/{unpredicted.pk}/reviews/", {"verdict": "agree", "management": "no_action"}
+    )
     check(schema, "/api/v1/cases/{id}/reviews/", "post", response, 409)
 
 

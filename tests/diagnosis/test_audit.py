@@ -87,11 +87,17 @@ def test_api_reads_and_updates_are_recorded(colleague, case):
     api = api_client_for(colleague)
     api.get(f"/api/v1/cases/{case.pk}/")
     drain(api.get(f"/api/v1/cases/{case.pk}/image/"))
-    api.patch(f"/api/v1/patients/{case.lesion.patient_id}/", {"sex": "male"})
+    before = case.lesion.patient.sex
+    api.patch(
+        f"/api/v1/patients/{case.lesion.patient_id}/", {"sex": "male", "reason": "typo at intake"}
+    )
     assert {e.target_type for e in events(AuditAction.VIEW)} == {"case", "case_image"}
     (update,) = events(AuditAction.UPDATE)
     assert update.target_type == "patient"
-    assert update.detail == {"fields": ["sex"]}
+    assert update.detail == {
+        "reason": "typo at intake",
+        "changes": {"sex": {"before": before, "after": "male"}},
+    }
 
 
 def test_an_outsider_refused_with_404_leaves_no_view_event(client, outsider, case):

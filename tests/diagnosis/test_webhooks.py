@@ -103,7 +103,12 @@ def test_a_failing_endpoint_is_retried_then_marked_failed(
         ).case
         prediction = predict_case(case_id=case.pk)
         with django_capture_on_commit_callbacks(execute=True):
-            review_submit(reviewer=colleague, prediction=prediction, verdict="send_back")
+            review_submit(
+                reviewer=colleague,
+                prediction=prediction,
+                verdict="send_back",
+                send_back_reason="blurry",
+            )
         delivery = WebhookDelivery.objects.get(event="review.created")
         assert delivery.status == DeliveryStatus.FAILED
         assert delivery.attempts == 6

@@ -149,14 +149,15 @@ SCRIPT = textwrap.dedent(
     import importlib
     for module in (
         "ml.tasks", "ml.services", "ml.selectors", "ml.admin", "ml.api.cases",
-        "ml.api.predictions", "ml.views.cases", "ml.views.review",
+        "ml.api.predictions", "ml.views.cases", "ml.views.review", "ml.views.account",
+        "ml.services.notify",
         "ml.api.serializers", "ml.forms", "ml.reviewed_export", "ml.engine.eval.reviewed",
         "ml.engine.model.taxonomy",
         "diagnosis.admin", "diagnosis.api.views", "diagnosis.bulk", "diagnosis.webhooks",
         "diagnosis.tasks", "diagnosis.thumbnails",
         "ml.management.commands.register_model", "ml.management.commands.export_reviewed",
         "ml.management.commands.ensure_demo_model", "ml.management.commands.evaluate",
-        "ml.management.commands.train", "diagnosis.management.commands.seed_demo",
+        "ml.management.commands.train", "ml.management.commands.seed_demo",
     ):
         importlib.import_module(module)
         assert_light(f"import {module}")

@@ -18,7 +18,9 @@ def test_review_queue_api_is_for_reviewers_of_the_clinic(
     queue = api_client_for(colleague).get("/api/v1/review-queue/").json()
     assert [item["case"] for item in queue["results"]] == [case.pk]
     assert queue["results"][0]["reviewed"] is False
-    api_client_for(colleague).post(f"/api/v1/cases/{case.pk}/reviews/", {"verdict": "agree"})
+    api_client_for(colleague).post(
+        f"/api/v1/cases/{case.pk}/reviews/", {"verdict": "agree", "management": "no_action"}
+    )
     assert api_client_for(colleague).get("/api/v1/review-queue/").json()["results"] == []
     agreed = api_client_for(colleague).get("/api/v1/review-queue/", {"state": "agree"}).json()
     assert [item["case"] for item in agreed["results"]] == [case.pk]

@@ -56,14 +56,18 @@ def test_agree_is_refused_where_the_heads_disagree_and_offered_elsewhere(
         case=predicted_case(clinic, clinician, active_model, malignant=0.9, top="BKL")
     )
     with pytest.raises(ValidationError, match="two answers disagree"):
-        review_submit(reviewer=colleague, prediction=disagreeing, verdict="agree")
+        review_submit(
+            reviewer=colleague, prediction=disagreeing, verdict="agree", management="no_action"
+        )
     assert "agree" not in dict(ReviewForm(prediction=disagreeing).fields["verdict"].choices)
 
     coherent = Prediction.objects.get(
         case=predicted_case(clinic, clinician, active_model, malignant=0.9, top="MEL", seed=1)
     )
     assert "agree" in dict(ReviewForm(prediction=coherent).fields["verdict"].choices)
-    review = review_submit(reviewer=colleague, prediction=coherent, verdict="agree")
+    review = review_submit(
+        reviewer=colleague, prediction=coherent, verdict="agree", management="no_action"
+    )
     assert review.final_diagnosis == "MEL"  # agree records the model's top diagnosis
 
 
@@ -76,8 +80,12 @@ def test_agree_with_another_final_diagnosis_is_refused_not_dropped(
     from ml.services import review_submit
 
     prediction = Prediction.objects.get(case=predicted_case(clinic, clinician, active_model))
-    with pytest.raises(ValidationError, match="choose “Override”"):
+    with pytest.raises(ValidationError, match="choose “Different final diagnosis”"):
         review_submit(
-            reviewer=colleague, prediction=prediction, verdict="agree", final_diagnosis="MEL"
+            reviewer=colleague,
+            prediction=prediction,
+            verdict="agree",
+            final_diagnosis="MEL",
+            management="no_action",
         )
     assert not Review.objects.exists()

@@ -20,14 +20,25 @@ def reviewed(clinic, clinician, colleague, active_model):
     agreed = predicted_case(clinic, clinician, active_model, top="NV", seed=1)
     overridden = predicted_case(clinic, clinician, active_model, top="NV", seed=2)
     sent_back = predicted_case(clinic, clinician, active_model, seed=3)
-    review_submit(reviewer=colleague, prediction=agreed.predictions.get(), verdict="agree")
+    review_submit(
+        reviewer=colleague,
+        prediction=agreed.predictions.get(),
+        verdict="agree",
+        management="no_action",
+    )
     review_submit(
         reviewer=colleague,
         prediction=overridden.predictions.get(),
         verdict="override",
         final_diagnosis="MEL",
+        management="excision",
     )
-    review_submit(reviewer=colleague, prediction=sent_back.predictions.get(), verdict="send_back")
+    review_submit(
+        reviewer=colleague,
+        prediction=sent_back.predictions.get(),
+        verdict="send_back",
+        send_back_reason="blurry",
+    )
     return agreed, overridden
 
 

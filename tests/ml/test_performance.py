@@ -22,6 +22,8 @@ def reviewed(clinic, clinician, colleague, active_model, other_clinic):
             prediction=case.predictions.get(),
             verdict=verdict,
             final_diagnosis=final,
+            management="" if verdict == "send_back" else "no_action",
+            send_back_reason="blurry" if verdict == "send_back" else "",
         )
 
     cases = [
@@ -45,7 +47,12 @@ def reviewed(clinic, clinician, colleague, active_model, other_clinic):
     review(sent_back, "send_back")  # says nothing about the diagnosis: not counted
     derm2 = MembershipFactory(clinic=other_clinic, role="dermatologist").user
     foreign = predicted_case(other_clinic, derm2, active_model, malignant=0.2, seed=7)
-    review_submit(reviewer=derm2, prediction=foreign.predictions.get(), verdict="agree")
+    review_submit(
+        reviewer=derm2,
+        prediction=foreign.predictions.get(),
+        verdict="agree",
+        management="no_action",
+    )
     return active_model
 
 
@@ -99,6 +106,8 @@ def test_the_admin_performance_page_shows_the_numbers(client, admin_user, review
     assert re.search(r'id="sensitivity">0\.667 \(2 of 3\)', html)
     assert re.search(r'id="specificity">0\.667 \(2 of 3\)', html)
     assert "data:image/png;base64," in html
+    # the send-back is counted apart, not in the figures
+    assert re.search(r'id="sent-back">[^<]*<strong>1</strong> prediction ', html)
 
 
 def test_only_staff_reach_the_performance_page(client, colleague, reviewed):
@@ -118,7 +127,9 @@ def test_the_performance_page_counts_the_reviews_of_a_window(client, admin_user,
 
     last_month = timezone.now() - timedelta(days=40)
     # The two clear answers (NV=NV agree, MEL=MEL agree) were given last month.
-    early = Review.objects.filter(verdict="agree").order_by("created_at")[:2]
+    early = Review.objects.filter(verdict="agree", management="no_action").order_by("created_at")[
+        :2
+    ]
     Review.objects.filter(pk__in=[r.pk for r in early]).update(created_at=last_month)
     client.force_login(admin_user)
     url = reverse("admin:ml_modelversion_performance", args=[reviewed.pk])
@@ -142,3 +153,29 @@ def test_the_review_list_counts_overrides_per_model_version_and_month(client, ad
     )
     assert page.status_code == 200
     assert page.context["cl"].result_count == 3
+
+
+def test_a_final_diagnosis_outside_the_model_classes_is_its_own_row_and_category(
+    clinic, clinician, colleague, active_model
+):
+    """Lentigo simplex is benign in the ISIC hierarchy but none of the 8 classes covers it:
+    the model's MEL answer is a false positive and the matrix has a "Lentigo simplex" row;
+    solar lentigo falls under BKL and is scored as BKL."""
+    first = predicted_case(clinic, clinician, active_model, malignant=0.9, top="MEL", seed=11)
+    second = predicted_case(clinic, clinician, active_model, malignant=0.1, top="NV", seed=12)
+    for case, term in ((first, "Lentigo simplex"), (second, "solar lentigo")):
+        review_submit(
+            reviewer=colleague,
+            prediction=case.predictions.get(),
+            verdict="override",
+            final_diagnosis=term,
+            management="no_action",
+        )
+    records = reviewed_predictions(active_model)
+    by_final = {r.final_diagnosis: r for r in records}
+    assert set(by_final) == {"Lentigo simplex", "BKL"}
+    assert by_final["Lentigo simplex"].final_category == "benign"
+    report = performance(records, [c["code"] for c in active_model.classes])
+    assert report["malignant"]["fp"] == 1
+    assert report["malignant"]["tn"] == 1
+    assert report["labels"][-1] == "Lentigo simplex"

@@ -22,9 +22,17 @@ def review_url(case):
 def test_a_clinician_cannot_review(client, clinician, case):
     logged_in_client(client, clinician)
     assert client.get(reverse("ml:review-queue")).status_code == 403
-    assert client.post(review_url(case), {"verdict": "agree"}).status_code == 403
+    assert (
+        client.post(review_url(case), {"verdict": "agree", "management": "no_action"}).status_code
+        == 403
+    )
     api = api_client_for(clinician)
-    assert api.post(f"/api/v1/cases/{case.pk}/reviews/", {"verdict": "agree"}).status_code == 403
+    assert (
+        api.post(
+            f"/api/v1/cases/{case.pk}/reviews/", {"verdict": "agree", "management": "no_action"}
+        ).status_code
+        == 403
+    )
     assert not Review.objects.exists()
 
 
@@ -34,9 +42,17 @@ def test_a_dermatologist_reviews_only_in_their_clinic(client, case, other_clinic
     foreign_derm = MembershipFactory(clinic=other_clinic, role="dermatologist").user
     logged_in_client(client, foreign_derm)
     assert client.get(review_url(case)).status_code == 404
-    assert client.post(review_url(case), {"verdict": "agree"}).status_code == 404
+    assert (
+        client.post(review_url(case), {"verdict": "agree", "management": "no_action"}).status_code
+        == 404
+    )
     api = api_client_for(foreign_derm)
-    assert api.post(f"/api/v1/cases/{case.pk}/reviews/", {"verdict": "agree"}).status_code == 404
+    assert (
+        api.post(
+            f"/api/v1/cases/{case.pk}/reviews/", {"verdict": "agree", "management": "no_action"}
+        ).status_code
+        == 404
+    )
     assert case.pk not in [p.case_id for p in review_queue(foreign_derm)]
     assert not Review.objects.exists()
 
@@ -49,7 +65,13 @@ def test_an_override_is_saved_audited_and_leaves_the_queue(client, colleague, ca
     assert page.status_code == 200
     assert b"regions that influenced the model" in page.content
     response = client.post(
-        review_url(case), {"verdict": "override", "final_diagnosis": "MEL", "notes": "asymmetry"}
+        review_url(case),
+        {
+            "verdict": "override",
+            "final_diagnosis": "MEL",
+            "management": "excision",
+            "notes": "asymmetry",
+        },
     )
     assert response.status_code == 302
     review = Review.objects.get()
@@ -85,13 +107,16 @@ def test_several_reviewers_each_keep_their_review(colleague, clinic, case):
     from tests.factories import MembershipFactory
 
     second = MembershipFactory(clinic=clinic, role="clinic_admin").user
-    api_client_for(colleague).post(f"/api/v1/cases/{case.pk}/reviews/", {"verdict": "agree"})
+    api_client_for(colleague).post(
+        f"/api/v1/cases/{case.pk}/reviews/", {"verdict": "agree", "management": "no_action"}
+    )
     api_client_for(second).post(
-        f"/api/v1/cases/{case.pk}/reviews/", {"verdict": "send_back", "notes": "blurred"}
+        f"/api/v1/cases/{case.pk}/reviews/",
+        {"verdict": "send_back", "send_back_reason": "blurry", "notes": "blurred"},
     )
     listed = api_client_for(colleague).get(f"/api/v1/cases/{case.pk}/reviews/").json()["results"]
     assert sorted(r["verdict"] for r in listed) == ["agree", "send_back"]
-    agree = Review.objects.get(verdict="agree")
+    agree = Review.objects.get(verdict="agree", management="no_action")
     assert agree.final_diagnosis == "NV"  # agreeing adopts the model's top diagnosis
 
 
@@ -102,7 +127,12 @@ def test_queue_puts_unreviewed_and_riskiest_first(clinic, clinician, colleague, 
     reviewed = predicted_case(clinic, clinician, active_model, malignant=0.99, top="BCC", seed=4)
     from ml.services import review_submit
 
-    review_submit(reviewer=colleague, prediction=reviewed.predictions.get(), verdict="agree")
+    review_submit(
+        reviewer=colleague,
+        prediction=reviewed.predictions.get(),
+        verdict="agree",
+        management="no_action",
+    )
     everything = [p.case_id for p in review_queue(colleague, state="all")]
     assert everything == [unsure.pk, high.pk, low.pk, reviewed.pk]
     assert [p.case_id for p in review_queue(colleague)] == [unsure.pk, high.pk, low.pk]
@@ -145,12 +175,14 @@ def test_the_clinician_sees_the_review_on_the_case_page(
         prediction=case.predictions.get(),
         verdict="override",
         final_diagnosis="MEL",
+        management="excision",
         notes="excise",
     )
     client.logout()
     page = logged_in_client(client, clinician).get(case.get_absolute_url()).content.decode()
-    assert "Override" in page
+    assert "Different final diagnosis" in page
     assert "Melanoma" in page
+    assert "Excision" in page
     assert "excise" in page
     assert colleague.username in page
     assert reverse("ml:review-case", args=[case.pk]) not in page  # a clinician does not review
@@ -167,10 +199,14 @@ def test_the_queue_and_the_timeline_show_verdicts_in_words(
 
     case = predicted_case(clinic, clinician, active_model)
     review_submit(
-        reviewer=colleague, prediction=case.predictions.get(), verdict="send_back", notes="blurry"
+        reviewer=colleague,
+        prediction=case.predictions.get(),
+        verdict="send_back",
+        send_back_reason="blurry",
+        notes="blurry",
     )
     queue = logged_in_client(client, colleague).get(reverse("ml:review-queue") + "?state=all")
-    assert "Send back (needs a better image)" in queue.content.decode()
+    assert "Send back for a new image" in queue.content.decode()
     assert ">send_back<" not in queue.content.decode()
     timeline = client.get(reverse("ml:patient-detail", args=[case.lesion.patient_id]))
-    assert "Send back (needs a better image)" in timeline.content.decode()
+    assert "Send back for a new image" in timeline.content.decode()

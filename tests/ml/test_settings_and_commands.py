@@ -70,6 +70,7 @@ def test_seed_demo_is_idempotent_and_creates_the_fixed_users(settings):
     assert roles == {
         ("demo", "Demo Clinic", Role.CLINICIAN),
         ("derm", "Demo Clinic", Role.DERMATOLOGIST),
+        ("clinicadmin", "Demo Clinic", Role.CLINIC_ADMIN),
         ("outsider", "Other Clinic", Role.CLINICIAN),
     }
     assert users.get(username="demo").check_password(settings.DEMO_PASSWORD)

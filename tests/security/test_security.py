@@ -486,6 +486,7 @@ def test_every_form_post_needs_the_csrf_token(member_objects):
         "diagnosis:case-retry",
         "ml:review-case",
         "ml:operating-point",
+        "ml:notifications",
         "admin:login",
     } <= set(takes_post), takes_post
 

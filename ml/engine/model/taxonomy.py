@@ -46,6 +46,39 @@ def resolve_isic(term: str) -> str:
     return value
 
 
+def class_for_isic(term: str, classes: list[DiagnosisClass]) -> DiagnosisClass | None:
+    """The model class an ISIC diagnosis falls under: the class whose ISIC diagnosis is the
+    term itself or its nearest ancestor in the hierarchy (e.g. "Solar lentigo" under "Benign
+    epidermal proliferations" is BKL). None when no class covers the term."""
+    levels = resolve_isic(term).split(":")
+    by_isic = {c.isic_diagnosis: c for c in classes if c.isic_diagnosis}
+    for depth in range(len(levels), 0, -1):
+        found = by_isic.get(":".join(levels[:depth]))
+        if found is not None:
+            return found
+    return None
+
+
+def isic_name(term: str) -> str:
+    """The readable name of an ISIC diagnosis: its last level."""
+    return resolve_isic(term).split(":")[-1]
+
+
+def find_isic(term: str) -> str:
+    """``resolve_isic`` forgiving case and spacing ("melanoma in situ" finds "...:Melanoma in
+    situ"); ValueError when no term of the hierarchy matches."""
+    wanted = " ".join(term.split()).casefold()
+    for value in isic_terms():
+        if wanted in (value.casefold(), value.split(":")[-1].casefold()):
+            return value
+    raise ValueError(f"{term!r} is not a diagnosis of the ISIC hierarchy")
+
+
+def isic_terms() -> list[str]:
+    """Every diagnosis of the ISIC hierarchy (full values), in the hierarchy's order."""
+    return [d.value for d in DiagnosisEnum]
+
+
 def make_class(code: str, name: str, isic_term: str) -> DiagnosisClass:
     isic = resolve_isic(isic_term)
     return DiagnosisClass(code=code, name=name, category=category_of(isic), isic_diagnosis=isic)
