@@ -33,7 +33,7 @@ install-dev: $(DEV_STAMP)
 run: $(RUN_STAMP)
 	mkdir -p var
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py ensure_demo_model
+	$(PY) manage.py ensure_default_model
 	$(PY) manage.py seed_demo
 	@echo ""
 	@echo "  SkinSense is starting on http://127.0.0.1:$(PORT)/"

@@ -168,6 +168,11 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
 # Model registry and inference
 MODEL_ROOT = Path(env.str("MODEL_ROOT", default=str(PRIVATE_MEDIA_ROOT / "models")))
+# The model shipped in the repository (trained on HAM10000; its manifest beside it, .json):
+# `ensure_default_model` registers and activates it when no model is active. "" = none (DEMO).
+DEFAULT_MODEL_PATH = env.str(
+    "DEFAULT_MODEL_PATH", default=str(BASE_DIR / "ml" / "weights" / "ham10000-resnet18.pt")
+)
 INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="auto")  # auto | cpu | cuda | cuda:N
 INFERENCE_THREADS = env.int("INFERENCE_THREADS", default=0)  # 0 = torch's default
 # Grad-CAM heatmap of the malignant head with every prediction (about one more forward+backward).

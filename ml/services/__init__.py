@@ -14,7 +14,12 @@ from ml.services.operating_point import clinic_thresholds, operating_point_choos
 from ml.services.prediction import predict_case
 from ml.services.predictors import worker_warm_up
 from ml.services.queue import enqueue_heatmap, enqueue_prediction, shadow_run_enqueue
-from ml.services.registration import demo_model_ensure, model_version_register
+from ml.services.registration import (
+    ShippedModelError,
+    default_model_ensure,
+    demo_model_ensure,
+    model_version_register,
+)
 from ml.services.registry import (
     active_model_version,
     metrics_from_metadata,
@@ -29,6 +34,8 @@ __all__ = [
     "PermanentPredictionError",
     "active_model_version",
     "clinic_thresholds",
+    "ShippedModelError",
+    "default_model_ensure",
     "demo_model_ensure",
     "enqueue_heatmap",
     "enqueue_prediction",

@@ -1,8 +1,10 @@
-"""Registering model weights: a checkpoint rewritten under MODEL_ROOT, named by its SHA-256,
-and the DEMO model (random weights) that ``make run`` starts with. Needs torch."""
+"""Registering model weights: a checkpoint rewritten under MODEL_ROOT, named by its SHA-256;
+the model shipped in the repository that ``make run`` activates; and the DEMO model (random
+weights) for tests and for a checkout without the shipped file. Needs torch."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -104,3 +106,55 @@ def demo_model_ensure(*, seed: int = 0) -> ModelVersion | None:
             is_demo=True,
             notes="Random weights for trying the platform. Predictions are meaningless.",
         )
+
+
+class ShippedModelError(ValueError):
+    """The shipped model file does not match its manifest (or the manifest is unreadable)."""
+
+
+def shipped_model_manifest(path: Path) -> dict[str, Any]:
+    """The manifest beside a shipped model file (``<file>.json``): name, version, sha256,
+    notes."""
+    try:
+        manifest = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ShippedModelError(f"{path}: no readable manifest beside it ({exc})") from exc
+    missing = {"name", "version", "sha256"} - set(manifest)
+    if missing:
+        raise ShippedModelError(f"{path}: the manifest lacks {', '.join(sorted(missing))}")
+    return manifest
+
+
+def default_model_ensure() -> tuple[ModelVersion | None, str]:
+    """Make sure some model is active: when none is, the shipped model (``DEFAULT_MODEL_PATH``,
+    its SHA-256 checked against its manifest), else the DEMO model.
+
+    Returns (the version it activated or None, what happened: "active" when a model was
+    already active, "shipped" or "demo")."""
+    from ml.engine.files import sha256_file
+
+    if ModelVersion.objects.filter(is_active=True).exists():
+        return None, "active"
+    path = Path(settings.DEFAULT_MODEL_PATH) if settings.DEFAULT_MODEL_PATH else None
+    if path is None or not path.is_file():
+        return demo_model_ensure(), "demo"
+    manifest = shipped_model_manifest(path)
+    digest = sha256_file(path)
+    if digest != manifest["sha256"]:
+        raise ShippedModelError(
+            f"{path}: its SHA-256 is {digest}, its manifest says {manifest['sha256']}; the file "
+            "was changed or damaged, so it is not used"
+        )
+    existing = ModelVersion.objects.filter(
+        name=manifest["name"], version=manifest["version"]
+    ).first()
+    if existing is not None:
+        return model_version_activate(model_version=existing), "shipped"
+    registered = model_version_register(
+        path=path,
+        name=manifest["name"],
+        version=manifest["version"],
+        activate=True,
+        notes=manifest.get("notes", ""),
+    )
+    return registered, "shipped"

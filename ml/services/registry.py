@@ -40,6 +40,8 @@ def metrics_from_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
         metrics["validation_roc"] = metadata["validation_roc"]
     if metadata.get("config"):
         metrics["config"] = metadata["config"]
+    if metadata.get("test_image_ids"):
+        metrics["test_image_ids"] = list(metadata["test_image_ids"])
     return metrics
 
 

@@ -228,6 +228,10 @@ def test_one_epoch_on_sample_images_gives_a_checkpoint_with_metadata(tmp_path):
     assert metadata["selected_fold"] == 0
     report = metadata["test_report"]
     assert report["images"] == metadata["splits"]["test"]["images"] == 8
+    # the held-out images by id, all of the sample, none trained on
+    test_ids = metadata["test_image_ids"]
+    assert len(test_ids) == len(set(test_ids)) == 8
+    assert all((images.SAMPLE_DIR / "images" / f"{i}.jpg").is_file() for i in test_ids)
     assert {"balanced_accuracy", "ece", "ece_calibrated", "per_class"} <= set(report)
 
     saved = load_checkpoint(tmp_path / "run" / "model.pt")

@@ -100,3 +100,24 @@ def test_calibration_images_are_spread_over_the_classes():
     assert {s.label for s in chosen} == {0, 1, 2, 3, 4}  # the rare class too
     assert chosen == _spread_over_classes(samples, 10, seed=1)
     assert len(_spread_over_classes(samples, 500, seed=1)) == 100
+
+
+def test_the_gate_scores_exactly_the_held_out_images_the_checkpoint_names():
+    from ml.engine.data.readers import Sample
+    from ml.management.commands.export_onnx import _split_by_ids
+
+    samples = [Sample(Path(f"ISIC_{i:07d}.jpg"), i % 3, f"l{i}", None, "") for i in range(30)]
+    test_ids = {"ISIC_0000004", "ISIC_0000011", "ISIC_0000027"}
+    training, held_out = _split_by_ids(samples, test_ids)
+    assert {samples[i].path.stem for i in held_out} == test_ids
+    assert not set(training) & set(held_out)
+    assert len(training) + len(held_out) == 30
+    with pytest.raises(ValueError, match="1 of the model's 4 held-out images are not in the data"):
+        _split_by_ids(samples, test_ids | {"ISIC_9999999"})
+
+
+def test_the_registry_keeps_the_checkpoints_held_out_image_ids():
+    from ml.services.registry import metrics_from_metadata
+
+    metadata = {"test_image_ids": ["ISIC_1", "ISIC_2"], "config": {"seed": 0}}
+    assert metrics_from_metadata(metadata)["test_image_ids"] == ["ISIC_1", "ISIC_2"]

@@ -197,6 +197,9 @@ def _finish(
         "config": asdict(config),
         "data": _data_summary(data),
         "splits": data.splits.summary([s.label for s in data.samples], [c.code for c in classes]),
+        # the held-out images by id (file stem): later checks (the int8 gate, the default
+        # model's test) score exactly these, never a split rebuilt from freshly read data
+        "test_image_ids": sorted(data.samples[i].path.stem for i in data.splits.test),
         "folds": completed,
         "selected_fold": best["fold"],
         "temperature": temperature,

@@ -138,9 +138,13 @@ class Command(BaseCommand):
                 metadata_path=o["metadata_path"],
             )
             samples = sample_set.samples
-            training, held_out = holdout_split(
-                [s.label for s in samples], group_ids(samples), fraction, seed=seed
-            )
+            stored_ids = (version.metrics or {}).get("test_image_ids")
+            if stored_ids:
+                training, held_out = _split_by_ids(samples, set(stored_ids))
+            else:  # a model trained before the ids were stored: rebuild the split
+                training, held_out = holdout_split(
+                    [s.label for s in samples], group_ids(samples), fraction, seed=seed
+                )
         except (ValueError, FileNotFoundError) as exc:
             raise CommandError(str(exc))
         calibration = _spread_over_classes(
@@ -167,6 +171,21 @@ class Command(BaseCommand):
                     f"accuracy (at most {gate['tolerance']} allowed); {int8_path} is kept for study"
                 )
             )
+
+
+def _split_by_ids(samples: list, test_ids: set[str]) -> tuple[list[int], list[int]]:
+    """(training side, held-out side) as the model's training run made them: the held-out
+    images are exactly those of ``test_ids`` (its checkpoint's ``test_image_ids``), every one
+    of which must be in the data."""
+    held_out = [i for i, s in enumerate(samples) if s.path.stem in test_ids]
+    missing = len(test_ids) - len({samples[i].path.stem for i in held_out})
+    if missing:
+        raise ValueError(
+            f"{missing} of the model's {len(test_ids)} held-out images are not in the data: "
+            "give the data set the model was trained on"
+        )
+    held = set(held_out)
+    return [i for i in range(len(samples)) if i not in held], held_out
 
 
 def _spread_over_classes(samples: list, count: int, *, seed: int) -> list:
