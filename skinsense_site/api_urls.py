@@ -13,6 +13,7 @@ from diagnosis.api.views import (
     WebhookViewSet,
 )
 from ml.api.cases import CaseViewSet
+from ml.api.diagnoses import DiagnosisInformationViewSet
 from ml.api.predictions import ModelVersionViewSet, PredictionExportView, ReviewQueueViewSet
 
 router = DefaultRouter()
@@ -34,5 +35,11 @@ urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="token"),
     path("me/", MeView.as_view(), name="me"),
     path("exports/predictions.csv", PredictionExportView.as_view(), name="export-predictions"),
+    # General text, not records: a path of its own, outside the router's lists.
+    path(
+        "diagnosis-information/",
+        DiagnosisInformationViewSet.as_view({"get": "list"}),
+        name="diagnosis-information",
+    ),
     path("", include(router.urls)),
 ]

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET
 from diagnosis import selectors as diagnosis_selectors
 from diagnosis.audit import audit_record
 from diagnosis.models import AuditAction, Case
-from ml import selectors
+from ml import disease_information, selectors
 from ml.files import serve_case_heatmap
 from ml.services.notify import wants_review_emails
 
@@ -68,6 +68,7 @@ def case_detail(request, pk: int):
     context = _case_context(case)
     prediction = context["prediction"]
     context["review"] = selectors.latest_review(prediction)
+    context["more_information"] = disease_information.for_case(prediction, context["review"])
     context["can_review"] = (
         prediction is not None
         and not case.is_withdrawn

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from diagnosis import selectors as diagnosis_selectors
 from diagnosis.audit import audit_record
 from diagnosis.models import AuditAction
-from ml import selectors
+from ml import disease_information, selectors
 from ml.engine.model.thresholds import with_defaults
 from ml.forms import QueueFilterForm, ReviewForm, diagnosis_options
 from ml.services.operating_point import operating_point_choose
@@ -80,6 +80,7 @@ def review_case(request, pk: int):
         "diagnosis_options": diagnosis_options(prediction),
         "prediction": prediction,
         "top_diagnoses": prediction.top_diagnoses(),
+        "more_information": disease_information.for_case(prediction),
         "reviews": prediction.reviews.select_related("reviewer"),
         "earlier_cases": earlier,
         "form": form,
