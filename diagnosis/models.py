@@ -167,7 +167,7 @@ class Lesion(models.Model):
         ]
 
     def __str__(self) -> str:
-        site = f" ({self.anatomic_site})" if self.anatomic_site else ""
+        site = f" ({self.get_anatomic_site_display()})" if self.anatomic_site else ""
         return f"{self.label}{site}"
 
 

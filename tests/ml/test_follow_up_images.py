@@ -35,7 +35,7 @@ def test_the_send_back_links_to_a_prefilled_new_case_that_answers_it(
     link = f"{reverse('diagnosis:case-new')}?follows={sent_back.pk}"
     assert link in page
     form = client.get(link).content.decode()
-    assert f"answering <a href=\"{sent_back.get_absolute_url()}\">case {sent_back.pk}</a>" in form
+    assert f'answering <a href="{sent_back.get_absolute_url()}">case {sent_back.pk}</a>' in form
     assert f'name="follows" value="{sent_back.pk}"' in form
     response = new_case_post(
         client,
@@ -52,7 +52,7 @@ def test_the_send_back_links_to_a_prefilled_new_case_that_answers_it(
     assert new.follows == sent_back
     assert new.lesion == sent_back.lesion
     earlier_page = client.get(sent_back.get_absolute_url()).content.decode()
-    assert f"Answered by <a href=\"{new.get_absolute_url()}\">case {new.pk}</a>" in earlier_page
+    assert f'Answered by <a href="{new.get_absolute_url()}">case {new.pk}</a>' in earlier_page
 
 
 def test_a_new_image_that_follows_another_lesions_case_is_refused(
