@@ -96,6 +96,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
             return super().process_response(request, response)
         except DATABASE_ERRORS as exc:
             log_database_outage(request, exc)
+            response.close()  # replaced, so the server never closes it: release its open file
             return database_unavailable_response(request)
 
 

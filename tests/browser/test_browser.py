@@ -173,7 +173,8 @@ def test_a_dermatologist_overrides_a_case_and_it_leaves_the_queue(
     page.wait_for_url(live_server.url + reverse("ml:review-case", args=[case.pk]))
     page.keyboard.press("2")  # override, from the keyboard
     assert page.is_checked("input[name=verdict][value=override]")
-    page.select_option("#id_final_diagnosis", "MEL")
+    page.fill("#id_final_diagnosis", "MEL")  # a class code, or any ISIC term
+    page.check("input[name=management][value=excision]")
     page.fill("#id_notes", "irregular network")
     page.click("text=Save review")
     page.wait_for_url(live_server.url + reverse("ml:review-queue"))

@@ -25,7 +25,8 @@ def shipped(tmp_path, settings, small_checkpoint_file):
     return path
 
 
-def test_the_shipped_model_is_registered_and_activated_once(shipped, capsys):
+@pytest.mark.usefixtures("shipped")
+def test_the_shipped_model_is_registered_and_activated_once(capsys):
     call_command("ensure_default_model")
     active = ModelVersion.objects.get(is_active=True)
     assert (active.name, active.version, active.is_demo) == ("ham10000-test", "1", False)
