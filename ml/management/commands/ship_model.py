@@ -52,11 +52,28 @@ class Command(BaseCommand):
             "backbone": checkpoint.backbone,
             "image_size": checkpoint.preprocessing.get("image_size"),
             "notes": o["notes"],
-            "test_report": checkpoint.metadata.get("test_report"),
+            "held_out": _figures(checkpoint.metadata.get("test_report") or {}),
         }
         out.with_suffix(".json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         size = out.stat().st_size / 2**20
         self.stdout.write(self.style.SUCCESS(f"wrote {out} ({size:.1f} MiB) and its manifest"))
+
+
+FIGURES = (
+    "images",
+    "balanced_accuracy",
+    "macro_auc",
+    "malignant_auc",
+    "malignant_auc_from_classes",
+    "ece",
+    "ece_calibrated",
+    "temperature",
+)
+
+
+def _figures(report: dict) -> dict:
+    """The held-out report's headline figures (the whole report stays in the checkpoint)."""
+    return {key: report[key] for key in FIGURES if key in report}
 
 
 def _recovered_test_ids(metadata: dict) -> list[str]:
