@@ -76,6 +76,12 @@ def test_ship_model_writes_half_precision_weights_a_manifest_and_the_held_out_id
     with torch.no_grad():
         a, b = original(image), halved(image)
     assert torch.allclose(a[1].softmax(-1), b[1].softmax(-1), atol=2e-2)
+    # serving takes the tensors as they are (take_weights): they run in float32
+    served = load_checkpoint(out).build_model(take_weights=True)
+    assert all(p.dtype == torch.float32 for p in served.parameters())
+    with torch.no_grad():
+        c = served(image)
+    assert torch.allclose(b[1], c[1], atol=1e-5)
     settings.DEFAULT_MODEL_PATH = str(out)
     call_command("ensure_default_model")
     assert ModelVersion.objects.get(is_active=True).metrics["test_image_ids"] == [

@@ -94,8 +94,14 @@ class Checkpoint:
                 binary_head=_head_for(self.state_dict, "binary_head"),
                 multi_head=_head_for(self.state_dict, "multi_head"),
             )
+        state = self.state_dict
+        if take_weights:  # assigned as they are: a float16 file's tensors become float32 first
+            state = {
+                key: value.float() if value.is_floating_point() else value
+                for key, value in state.items()
+            }
         try:
-            model.load_state_dict(self.state_dict, strict=True, assign=take_weights)
+            model.load_state_dict(state, strict=True, assign=take_weights)
         except RuntimeError as exc:
             raise CheckpointError(f"weights do not fit a {self.backbone} SkinSenseNet: {exc}")
         if take_weights and any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
