@@ -63,32 +63,6 @@ def patient_create(
     return patient
 
 
-def patient_update(*, user, patient: Patient, **fields) -> Patient:
-    """Change a patient's details (not its clinic). The identifier stays unique per clinic."""
-    _require_membership(user=user, clinic=patient.clinic)
-    allowed = {"identifier", "sex", "year_of_birth", "fitzpatrick_type"}
-    unknown = set(fields) - allowed
-    if unknown:
-        raise ValidationError(f"These fields cannot be changed: {', '.join(sorted(unknown))}")
-    for name, value in fields.items():
-        setattr(patient, name, value.strip() if isinstance(value, str) else value)
-    patient.full_clean(validate_unique=False, validate_constraints=False)
-    clash = Patient.objects.filter(clinic=patient.clinic, identifier=patient.identifier)
-    if clash.exclude(pk=patient.pk).exists():
-        raise ValidationError(
-            {"identifier": "This clinic already has a patient with this identifier."}
-        )
-    with transaction.atomic():
-        patient.save()
-        audit_record(
-            action=AuditAction.UPDATE,
-            actor=user,
-            target=patient,
-            detail={"fields": sorted(fields)},
-        )
-    return patient
-
-
 def lesion_create(*, user, patient: Patient, label: str, anatomic_site: str = "") -> Lesion:
     """Create a lesion for a patient of one of the user's clinics."""
     _require_membership(user=user, clinic=patient.clinic)
